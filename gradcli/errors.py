@@ -1,0 +1,40 @@
+"""Errors a user can cause, each carrying the exit code the CLI reports.
+
+This module imports nothing from the CLI (no click, no rich): library code raises these, and only
+``gradcli.cli`` turns them into one stderr line and an exit code.
+"""
+
+from __future__ import annotations
+
+__all__ = ["GradcliError", "InputError", "CheckMismatch", "NotFinite"]
+
+
+class GradcliError(Exception):
+    """Base class of every user-facing error; ``exit_code`` is what the CLI exits with."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(GradcliError):
+    """Invalid input: syntax, unknown or missing variable, bad order, bad points file (exit 2)."""
+
+    exit_code = 2
+
+
+class CheckMismatch(GradcliError):
+    """The symbolic cross-check or ``--expect`` disagreed with the computed value (exit 1)."""
+
+    exit_code = 1
+
+
+class NotFinite(GradcliError):
+    """The result is not finite: outside the domain, or not differentiable there (exit 3)."""
+
+    exit_code = 3

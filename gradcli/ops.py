@@ -1,0 +1,643 @@
+"""The primitive registry: the one place where a function is defined.
+
+Each :class:`Primitive` holds, side by side,
+
+* ``sympy``   – the sympy class the graph lowers to this primitive (None for internal ones),
+* ``f64``     – the numpy kernel on float64 arrays,
+* ``mp``      – the kernel on object arrays of ``mpmath.mpf`` (``--digits``),
+* ``vjp``     – the reverse rule, written with Tensor operations (the ``T`` namespace) so that an
+                outer tape records it and differentiates it again,
+* ``taylor``  – the Taylor rule on *normalized* coefficient arrays ``c[k] = f^(k)/k!`` with the order
+                axis first (shape ``(K+1, P)``), written with series arithmetic and backend kernels only,
+                so that the same rule runs on float64 and on mpmath numbers.
+
+:data:`FUNCTIONS` is the surface syntax built from the registry: the names EXPR may call. Adding a
+function (say ``erf``) means adding one entry to :data:`_ENTRIES` below.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import reduce
+from typing import Any, Callable
+
+import mpmath
+import numpy as np
+import sympy
+
+__all__ = ["Primitive", "Function", "Backend", "F64", "mp_backend", "REGISTRY", "BY_SYMPY", "FUNCTIONS"]
+
+
+# ---- backends: float64 arrays, or object arrays of mpmath numbers ---------------------------------
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """How numbers are stored: ``float64`` numpy arrays, or object arrays of ``mpf`` at ``dps`` digits."""
+
+    name: str
+    dps: int = 0
+
+    @property
+    def is_mp(self) -> bool:
+        return self.name == "mp"
+
+    def kernel(self, prim: Primitive) -> Callable[..., Any]:
+        return prim.mp if self.is_mp else prim.f64
+
+    def call(self, prim: Primitive, *args: Any, **params: Any) -> Any:
+        """Apply ``prim``'s forward kernel of this backend."""
+        return self.kernel(prim)(*args, **params)
+
+    def scalar(self, value: Any) -> Any:
+        """A python/sympy number as this backend's scalar."""
+        if self.is_mp:
+            if isinstance(value, sympy.Basic):
+                return mpmath.mpf(sympy.N(value, self.dps + 10))
+            return mpmath.mpf(value)
+        return float(value)
+
+    def array(self, values: Any) -> np.ndarray:
+        """Convert numbers (or arrays of them) to this backend's array type."""
+        if self.is_mp:
+            arr = np.asarray(values, dtype=object)
+            return np.vectorize(self.scalar, otypes=[object])(arr) if arr.size else arr
+        return np.asarray(values, dtype=np.float64)
+
+    def zeros(self, shape: tuple[int, ...]) -> np.ndarray:
+        if self.is_mp:
+            out = np.empty(shape, dtype=object)
+            out.fill(mpmath.mpf(0))
+            return out
+        return np.zeros(shape)
+
+    def factorial(self, k: int) -> Any:
+        return mpmath.factorial(k) if self.is_mp else float(math.factorial(k))
+
+
+F64 = Backend("float64")
+
+
+def mp_backend(dps: int) -> Backend:
+    """The arbitrary-precision backend; the caller sets ``mpmath.mp.dps`` for the computation."""
+    return Backend("mp", dps)
+
+
+def backend_of(arr: Any) -> Backend:
+    a = np.asarray(arr)
+    return Backend("mp", mpmath.mp.dps) if a.dtype == object else F64
+
+
+# ---- kernels ---------------------------------------------------------------------------------------
+_NAN = float("nan")
+
+
+def _mp_real(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """An elementwise mpmath kernel that gives nan where the real function is undefined."""
+
+    def scalar(*xs: Any) -> Any:
+        try:
+            r = fn(*xs)
+        except (ValueError, ZeroDivisionError):
+            return mpmath.mpf("nan")
+        return r if isinstance(r, mpmath.mpf) else mpmath.mpf("nan")
+
+    def kernel(*arrays: Any, **params: Any) -> np.ndarray:
+        if params:
+            return np.frompyfunc(lambda *xs: scalar(*xs, *params.values()), len(arrays), 1)(*arrays)
+        return np.frompyfunc(scalar, len(arrays), 1)(*arrays)
+
+    return kernel
+
+
+def _f64_scalar(fn: Callable[..., float]) -> Callable[..., np.ndarray]:
+    """A float64 kernel from a scalar ``math`` function (numpy lacks erf, gamma, lgamma)."""
+
+    def scalar(*xs: float) -> float:
+        try:
+            return float(fn(*xs))
+        except (ValueError, OverflowError, ZeroDivisionError, TypeError):
+            return _NAN
+
+    vec = np.vectorize(scalar, otypes=[np.float64])
+
+    def kernel(*arrays: Any, **params: Any) -> np.ndarray:
+        arrays = tuple(np.asarray(a, dtype=np.float64) for a in arrays)
+        if params:
+            return np.vectorize(lambda *xs: scalar(*xs, *params.values()), otypes=[np.float64])(*arrays)
+        return vec(*arrays)
+
+    return kernel
+
+
+def _np(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    def kernel(*arrays: Any, **params: Any) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return fn(*arrays, **params)
+
+    return kernel
+
+
+def _f64_loggamma(x: float) -> float:
+    # sympy's loggamma is complex for x <= 0, so the real function ends there.
+    return math.lgamma(x) if x > 0 else _NAN
+
+
+def _mp_loggamma(x: Any) -> Any:
+    return mpmath.loggamma(x) if x > 0 else mpmath.mpf("nan")
+
+
+def _f64_polygamma(x: float, n: int) -> float:
+    if x <= 0 and x == math.floor(x):
+        return _NAN
+    return float(mpmath.psi(n, x))
+
+
+def _mp_polygamma(x: Any, n: int) -> Any:
+    if x <= 0 and x == mpmath.floor(x):
+        return mpmath.mpf("nan")
+    return mpmath.psi(n, x)
+
+
+def _f64_sign(x: np.ndarray) -> np.ndarray:
+    return np.sign(x)
+
+
+def _mp_sign(x: Any) -> Any:
+    return mpmath.mpf(mpmath.sign(x))
+
+
+def _f64_pow(x: np.ndarray, p: Any) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return np.power(x, float(p))
+
+
+def _mp_pow_scalar(x: Any, p: Any) -> Any:
+    if x == 0 and p < 0:
+        return mpmath.mpf("inf") if p == int(p) and int(p) % 2 == 0 else mpmath.mpf("nan")
+    return mpmath.power(x, p)
+
+
+# ---- series arithmetic (normalized coefficients, order axis first) ---------------------------------
+def _zeros_for(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if a.dtype == object:
+        out = np.empty(shape, dtype=object)
+        out.fill(mpmath.mpf(0))
+        return out
+    return np.zeros(shape, dtype=np.float64)
+
+
+def cauchy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The truncated product of two series: ``c[k] = sum_j a[j] * b[k-j]`` for k <= K."""
+    n = a.shape[0]
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    if a.dtype != object and b.dtype != object and len(shape) == 2 and shape[1] == 1:
+        return np.convolve(a[:, 0], b[:, 0])[:n, None]
+    dtype_src = a if a.dtype == object else b
+    c = _zeros_for(dtype_src, shape)
+    for j in range(n):
+        c[j:] += a[j] * b[: n - j]
+    return c
+
+
+def div_series(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a / b``: ``q[k] = (a[k] - sum_{j=1..k} b[j] q[k-j]) / b[0]`` (Griewank & Walther, Table 13.1)."""
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    q = _zeros_for(a if a.dtype == object else b, shape)
+    q[0] = a[0] / b[0]
+    for k in range(1, shape[0]):
+        q[k] = (a[k] - (b[1 : k + 1] * q[k - 1 :: -1]).sum(axis=0)) / b[0]
+    return q
+
+
+def _orders(n: int, like: np.ndarray) -> np.ndarray:
+    """``[0, 1, ..., n-1]`` shaped to multiply the order axis of ``like``."""
+    j = np.arange(n).reshape((n,) + (1,) * (like.ndim - 1))
+    return j.astype(object) if like.dtype == object else j.astype(np.float64)
+
+
+def integrate(u: np.ndarray, w: np.ndarray, v0: Any) -> np.ndarray:
+    """The series of v with v(0) = v0 and v' = w * u': ``v[k] = (1/k) sum_{j=1..k} j u[j] w[k-j]``."""
+    n = u.shape[0]
+    shape = np.broadcast_shapes(u.shape, w.shape)
+    v = _zeros_for(u if u.dtype == object else w, shape)
+    v[0] = v0
+    if n > 1:
+        du = (u * _orders(n, u))[1:]
+        p = cauchy(du, w[: n - 1])
+        v[1:] = p / _orders(n, u)[1:]
+    return v
+
+
+def _ode_pair(u: np.ndarray, a0: Any, b0: Any, sign: int) -> tuple[np.ndarray, np.ndarray]:
+    """Coupled a' = b u', b' = sign * a u' (sin/cos with sign -1, sinh/cosh with +1)."""
+    n = u.shape[0]
+    a = _zeros_for(u, u.shape)
+    b = _zeros_for(u, u.shape)
+    a[0], b[0] = a0, b0
+    w = u * _orders(n, u)
+    for k in range(1, n):
+        a[k] = (w[1 : k + 1] * b[k - 1 :: -1]).sum(axis=0) / k
+        b[k] = sign * (w[1 : k + 1] * a[k - 1 :: -1]).sum(axis=0) / k
+    return a, b
+
+
+def exp_series(u: np.ndarray, v0: Any) -> np.ndarray:
+    """exp: v' = v u', so ``v[k] = (1/k) sum_{j=1..k} j u[j] v[k-j]`` (G&W Table 13.2)."""
+    n = u.shape[0]
+    v = _zeros_for(u, u.shape)
+    v[0] = v0
+    w = u * _orders(n, u)
+    for k in range(1, n):
+        v[k] = (w[1 : k + 1] * v[k - 1 :: -1]).sum(axis=0) / k
+    return v
+
+
+def _const_like(u: np.ndarray, value: Any) -> np.ndarray:
+    c = _zeros_for(u, u.shape)
+    c[0] = value
+    return c
+
+
+def pow_series(bk: Backend, u: np.ndarray, p: Any) -> np.ndarray:
+    """``u**p`` for a constant p: u v' = p v u' gives
+    ``v[k] = sum_{j=1..k} ((p+1) j - k) u[j] v[k-j] / (k u[0])``; non-negative integers by squaring,
+    which stays exact where u[0] = 0."""
+    if float(p) == int(float(p)) and 0 <= float(p) <= 2**31:
+        e = int(float(p))
+        result = _const_like(u, bk.scalar(1))
+        base = u
+        while e:
+            if e & 1:
+                result = cauchy(result, base)
+            e >>= 1
+            if e:
+                base = cauchy(base, base)
+        return result
+    n = u.shape[0]
+    v = _zeros_for(u, u.shape)
+    with np.errstate(all="ignore"):
+        v[0] = bk.call(POW, u[0], p=p)
+        j = _orders(n, u)
+        for k in range(1, n):
+            coef = (p + 1) * j[1 : k + 1] - k
+            v[k] = (coef * u[1 : k + 1] * v[k - 1 :: -1]).sum(axis=0) / (k * u[0])
+    return v
+
+
+def _compose_known(u: np.ndarray, coeffs: list[Any]) -> np.ndarray:
+    """sum_m coeffs[m] * (u - u[0])**m by Horner, for functions whose own Taylor coefficients at u[0]
+    are known in closed form (polygamma); O(K^3) but only used by gamma-family rules."""
+    d = u.copy()
+    d[0] = d[0] * 0
+    out = _const_like(u, coeffs[-1])
+    for c in reversed(coeffs[:-1]):
+        out = cauchy(out, d)
+        out[0] = out[0] + c
+    return out
+
+
+def _polygamma_coeffs(bk: Backend, x0: Any, first: int, count: int) -> list[Any]:
+    """psi^(first+m)(x0) / m! for m < count: the Taylor coefficients of polygamma(first, .) at x0."""
+    return [bk.call(POLYGAMMA, x0, n=first + m) / bk.factorial(m) for m in range(count)]
+
+
+# ---- Taylor rules ----------------------------------------------------------------------------------
+def _t_add(bk: Backend, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a + b
+
+
+def _t_sub(bk: Backend, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a - b
+
+
+def _t_neg(bk: Backend, a: np.ndarray) -> np.ndarray:
+    return -a
+
+
+def _t_mul(bk: Backend, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return cauchy(a, b)
+
+
+def _t_div(bk: Backend, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return div_series(a, b)
+
+
+def _t_pow(bk: Backend, u: np.ndarray, p: Any) -> np.ndarray:
+    return pow_series(bk, u, p)
+
+
+def _t_exp(bk: Backend, u: np.ndarray) -> np.ndarray:
+    return exp_series(u, bk.call(EXP, u[0]))
+
+
+def _t_log(bk: Backend, u: np.ndarray) -> np.ndarray:
+    # log' = 1/u
+    return integrate(u, div_series(_const_like(u, bk.scalar(1)), u), bk.call(LOG, u[0]))
+
+
+def _t_sin(bk: Backend, u: np.ndarray) -> np.ndarray:
+    return _ode_pair(u, bk.call(SIN, u[0]), bk.call(COS, u[0]), -1)[0]
+
+
+def _t_cos(bk: Backend, u: np.ndarray) -> np.ndarray:
+    return _ode_pair(u, bk.call(SIN, u[0]), bk.call(COS, u[0]), -1)[1]
+
+
+def _t_tan(bk: Backend, u: np.ndarray) -> np.ndarray:
+    s, c = _ode_pair(u, bk.call(SIN, u[0]), bk.call(COS, u[0]), -1)
+    return div_series(s, c)
+
+
+def _t_sinh(bk: Backend, u: np.ndarray) -> np.ndarray:
+    return _ode_pair(u, bk.call(SINH, u[0]), bk.call(COSH, u[0]), 1)[0]
+
+
+def _t_cosh(bk: Backend, u: np.ndarray) -> np.ndarray:
+    return _ode_pair(u, bk.call(SINH, u[0]), bk.call(COSH, u[0]), 1)[1]
+
+
+def _t_tanh(bk: Backend, u: np.ndarray) -> np.ndarray:
+    s, c = _ode_pair(u, bk.call(SINH, u[0]), bk.call(COSH, u[0]), 1)
+    return div_series(s, c)
+
+
+def _one_plus(u: np.ndarray, sign_sq: int, bk: Backend, one_sign: int = 1) -> np.ndarray:
+    """``one_sign + sign_sq * u^2`` as a series."""
+    sq = cauchy(u, u) * sign_sq
+    sq[0] = sq[0] + one_sign * bk.scalar(1)
+    return sq
+
+
+def _from_deriv(prim_name: str, dseries: Callable[[Backend, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
+    """A unary rule from f' written as a series in u (JAX jet's def_deriv, on normalized coefficients)."""
+
+    def rule(bk: Backend, u: np.ndarray) -> np.ndarray:
+        return integrate(u, dseries(bk, u), bk.call(REGISTRY[prim_name], u[0]))
+
+    return rule
+
+
+def _half(bk: Backend) -> Any:
+    return bk.scalar(sympy.Rational(-1, 2))
+
+
+# asin' = (1-u^2)^(-1/2), acos' = -(1-u^2)^(-1/2), atan' = 1/(1+u^2)
+_t_asin = _from_deriv("asin", lambda bk, u: pow_series(bk, _one_plus(u, -1, bk), _half(bk)))
+_t_acos = _from_deriv("acos", lambda bk, u: -pow_series(bk, _one_plus(u, -1, bk), _half(bk)))
+_t_atan = _from_deriv("atan", lambda bk, u: div_series(_const_like(u, bk.scalar(1)), _one_plus(u, 1, bk)))
+# asinh' = (1+u^2)^(-1/2), acosh' = (u^2-1)^(-1/2), atanh' = 1/(1-u^2)
+_t_asinh = _from_deriv("asinh", lambda bk, u: pow_series(bk, _one_plus(u, 1, bk), _half(bk)))
+_t_acosh = _from_deriv("acosh", lambda bk, u: pow_series(bk, _one_plus(u, 1, bk, -1), _half(bk)))
+_t_atanh = _from_deriv("atanh", lambda bk, u: div_series(_const_like(u, bk.scalar(1)), _one_plus(u, -1, bk)))
+
+
+def _erf_deriv(bk: Backend, u: np.ndarray) -> np.ndarray:
+    # erf' = 2/sqrt(pi) * exp(-u^2)
+    e = -cauchy(u, u)
+    return exp_series(e, bk.call(EXP, e[0])) * bk.scalar(2 / sympy.sqrt(sympy.pi))
+
+
+_t_erf = _from_deriv("erf", _erf_deriv)
+_t_erfc = _from_deriv("erfc", lambda bk, u: -_erf_deriv(bk, u))
+
+
+def _t_abs(bk: Backend, u: np.ndarray) -> np.ndarray:
+    # |u| = sign(u0) * u near u0 != 0; at u0 = 0 no derivative exists, so every k >= 1 is nan.
+    s = bk.call(SIGN, u[0])
+    v = u * s
+    v[1:] = v[1:] + _nan_where_zero(bk, u[0])
+    return v
+
+
+def _nan_where_zero(bk: Backend, x: Any) -> Any:
+    """0 where x != 0, nan where x == 0: marks the points where abs/sign have no derivative."""
+    with np.errstate(all="ignore"):
+        return (x * 0) / x
+
+
+def _t_sign(bk: Backend, u: np.ndarray) -> np.ndarray:
+    v = _zeros_for(u, u.shape)
+    v[0] = bk.call(SIGN, u[0])
+    v[1:] = v[1:] + _nan_where_zero(bk, u[0])
+    return v
+
+
+def _t_polygamma(bk: Backend, u: np.ndarray, n: int) -> np.ndarray:
+    return _compose_known(u, _polygamma_coeffs(bk, u[0], n, u.shape[0]))
+
+
+def _lgamma_increment(bk: Backend, u: np.ndarray) -> np.ndarray:
+    # log|Gamma|(u0 + d) - log|Gamma|(u0) = sum_{m>=1} psi^(m-1)(u0)/m! d^m (valid off the poles).
+    coeffs = [bk.scalar(0)] + [
+        bk.call(POLYGAMMA, u[0], n=m - 1) / bk.factorial(m) for m in range(1, u.shape[0])
+    ]
+    return _compose_known(u, coeffs)
+
+
+def _t_loggamma(bk: Backend, u: np.ndarray) -> np.ndarray:
+    inc = _lgamma_increment(bk, u)
+    inc[0] = bk.call(LOGGAMMA, u[0])
+    return inc
+
+
+def _t_gamma(bk: Backend, u: np.ndarray) -> np.ndarray:
+    inc = _lgamma_increment(bk, u)
+    return exp_series(inc, bk.call(GAMMA, u[0]))
+
+
+def _t_atan2(bk: Backend, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    # atan2(y, x) = atan2(y0, x0) + atan((x0 y - y0 x) / (x0 x + y0 y)): the angle difference,
+    # whose argument is 0 at t = 0, so only atan's series is needed.
+    shape = np.broadcast_shapes(y.shape, x.shape)
+    y = np.broadcast_to(y, shape)
+    x = np.broadcast_to(x, shape)
+    num = x[0] * y - y[0] * x
+    den = x[0] * x + y[0] * y
+    v = _t_atan(bk, div_series(num, den))
+    v[0] = bk.call(ATAN2, y[0], x[0])
+    return v
+
+
+# ---- reverse rules (T is gradcli.tensor's namespace of Tensor operations) --------------------------
+def _sum_to(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``x`` down to ``shape`` (the reverse of numpy broadcasting)."""
+    x = np.asarray(x)
+    lead = x.ndim - len(shape)
+    if lead > 0:
+        x = x.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and x.shape[i] != 1)
+    return x.sum(axis=axes, keepdims=True) if axes else x
+
+
+def _broadcast_to(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return np.array(np.broadcast_to(x, shape))
+
+
+def _vjp_pow(T: Any, g: Any, out: Any, x: Any, p: Any) -> tuple[Any, ...]:
+    if p == 0:
+        return (g * 0.0,)
+    return (g * (T.pow(x, p=p - 1) * p),)
+
+
+def _vjp_abs(T: Any, g: Any, out: Any, x: Any) -> tuple[Any, ...]:
+    # abs' = x/|x|: nan at 0, where abs has no derivative (never a silent 0).
+    return (g * (x / out),)
+
+
+def _vjp_sign(T: Any, g: Any, out: Any, x: Any) -> tuple[Any, ...]:
+    # sign' = 0 away from 0 and undefined at 0: (x - x)/x is exactly that, in Tensor operations.
+    return (g * ((x - x) / x),)
+
+
+def _vjp_atan2(T: Any, g: Any, out: Any, y: Any, x: Any) -> tuple[Any, ...]:
+    r2 = x * x + y * y
+    return (g * x / r2, -(g * y) / r2)
+
+
+# ---- the registry ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Primitive:
+    """One primitive: its math in every form the engines need."""
+
+    name: str
+    arity: int
+    sympy: Any  # sympy class lowered to this primitive, or None for internal primitives
+    f64: Callable[..., Any]
+    mp: Callable[..., Any]
+    vjp: Callable[..., tuple[Any, ...]] | None
+    taylor: Callable[..., np.ndarray] | None
+    doc: str = ""
+    params: tuple[str, ...] = field(default=())
+
+
+def _p(name: str, arity: int, sympy_cls: Any, f64: Any, mp: Any, vjp: Any, taylor: Any, doc: str, params=()) -> Primitive:
+    return Primitive(name, arity, sympy_cls, f64, mp, vjp, taylor, doc, tuple(params))
+
+
+_mp = _mp_real
+_E: list[Primitive] = [
+    # arithmetic
+    _p("add", 2, None, _np(np.add), _np(np.add), lambda T, g, o, a, b: (g, g), _t_add, "a + b"),
+    _p("sub", 2, None, _np(np.subtract), _np(np.subtract), lambda T, g, o, a, b: (g, -g), _t_sub, "a - b"),
+    _p("neg", 1, None, _np(np.negative), _np(np.negative), lambda T, g, o, a: (-g,), _t_neg, "-a"),
+    _p("mul", 2, None, _np(np.multiply), _np(np.multiply), lambda T, g, o, a, b: (g * b, g * a), _t_mul, "a * b"),
+    # (a/b)' = (1/b, -a/b^2) = (1/b, -out/b)
+    _p("div", 2, None, _np(np.divide), _mp(lambda a, b: a / b), lambda T, g, o, a, b: (g / b, -(g * o) / b),
+       _t_div, "a / b"),
+    # (x^p)' = p x^(p-1), p a constant
+    _p("pow", 1, None, _f64_pow, _mp(_mp_pow_scalar), _vjp_pow, _t_pow, "x ** p for a constant p", ("p",)),
+    # exp' = exp, reusing the output
+    _p("exp", 1, sympy.exp, _np(np.exp), _mp(mpmath.exp), lambda T, g, o, x: (g * o,), _t_exp, "exponential"),
+    # log' = 1/x
+    _p("log", 1, sympy.log, _np(np.log), _mp(mpmath.log), lambda T, g, o, x: (g / x,), _t_log, "natural logarithm"),
+    _p("sin", 1, sympy.sin, _np(np.sin), _mp(mpmath.sin), lambda T, g, o, x: (g * T.cos(x),), _t_sin, "sine"),
+    _p("cos", 1, sympy.cos, _np(np.cos), _mp(mpmath.cos), lambda T, g, o, x: (-(g * T.sin(x)),), _t_cos, "cosine"),
+    # tan' = 1 + tan^2
+    _p("tan", 1, sympy.tan, _np(np.tan), _mp(mpmath.tan), lambda T, g, o, x: (g * (o * o + 1.0),), _t_tan,
+       "tangent"),
+    # asin' = (1-x^2)^(-1/2)
+    _p("asin", 1, sympy.asin, _np(np.arcsin), _mp(mpmath.asin),
+       lambda T, g, o, x: (g * T.pow(1.0 - x * x, p=-0.5),), _t_asin, "inverse sine"),
+    _p("acos", 1, sympy.acos, _np(np.arccos), _mp(mpmath.acos),
+       lambda T, g, o, x: (-(g * T.pow(1.0 - x * x, p=-0.5)),), _t_acos, "inverse cosine"),
+    # atan' = 1/(1+x^2)
+    _p("atan", 1, sympy.atan, _np(np.arctan), _mp(mpmath.atan), lambda T, g, o, x: (g / (x * x + 1.0),), _t_atan,
+       "inverse tangent"),
+    _p("atan2", 2, sympy.atan2, _np(np.arctan2), _mp(mpmath.atan2), _vjp_atan2, _t_atan2,
+       "atan2(y, x): the angle of the point (x, y)"),
+    _p("sinh", 1, sympy.sinh, _np(np.sinh), _mp(mpmath.sinh), lambda T, g, o, x: (g * T.cosh(x),), _t_sinh,
+       "hyperbolic sine"),
+    _p("cosh", 1, sympy.cosh, _np(np.cosh), _mp(mpmath.cosh), lambda T, g, o, x: (g * T.sinh(x),), _t_cosh,
+       "hyperbolic cosine"),
+    # tanh' = 1 - tanh^2
+    _p("tanh", 1, sympy.tanh, _np(np.tanh), _mp(mpmath.tanh), lambda T, g, o, x: (g * (1.0 - o * o),), _t_tanh,
+       "hyperbolic tangent"),
+    # asinh' = (x^2+1)^(-1/2), acosh' = (x^2-1)^(-1/2), atanh' = 1/(1-x^2)
+    _p("asinh", 1, sympy.asinh, _np(np.arcsinh), _mp(mpmath.asinh),
+       lambda T, g, o, x: (g * T.pow(x * x + 1.0, p=-0.5),), _t_asinh, "inverse hyperbolic sine"),
+    _p("acosh", 1, sympy.acosh, _np(np.arccosh), _mp(mpmath.acosh),
+       lambda T, g, o, x: (g * T.pow(x * x - 1.0, p=-0.5),), _t_acosh, "inverse hyperbolic cosine"),
+    _p("atanh", 1, sympy.atanh, _np(np.arctanh), _mp(mpmath.atanh),
+       lambda T, g, o, x: (g / (1.0 - x * x),), _t_atanh, "inverse hyperbolic tangent"),
+    _p("abs", 1, sympy.Abs, _np(np.abs), _mp(mpmath.fabs), _vjp_abs, _t_abs, "absolute value"),
+    _p("sign", 1, sympy.sign, _np(_f64_sign), _mp(_mp_sign), _vjp_sign, _t_sign, "sign: -1, 0 or 1"),
+    # erf' = 2/sqrt(pi) exp(-x^2), erfc = 1 - erf
+    _p("erf", 1, sympy.erf, _f64_scalar(math.erf), _mp(mpmath.erf),
+       lambda T, g, o, x: (g * T.exp(-(x * x)) * (2 / math.sqrt(math.pi)),), _t_erf, "error function"),
+    _p("erfc", 1, sympy.erfc, _f64_scalar(math.erfc), _mp(mpmath.erfc),
+       lambda T, g, o, x: (-(g * T.exp(-(x * x)) * (2 / math.sqrt(math.pi))),), _t_erfc,
+       "complementary error function"),
+    # gamma' = gamma * digamma
+    _p("gamma", 1, sympy.gamma, _f64_scalar(math.gamma), _mp(mpmath.gamma),
+       lambda T, g, o, x: (g * o * T.polygamma(x, n=0),), _t_gamma, "gamma function"),
+    # loggamma' = digamma (real for x > 0)
+    _p("loggamma", 1, sympy.loggamma, _f64_scalar(_f64_loggamma), _mp(_mp_loggamma),
+       lambda T, g, o, x: (g * T.polygamma(x, n=0),), _t_loggamma, "log of the gamma function (x > 0)"),
+    # shape plumbing for broadcasting in the Tape API; each is the other's reverse rule
+    _p("sum_to", 1, None, _sum_to, _sum_to, lambda T, g, o, x, shape: (T.broadcast_to(g, shape=x.shape),), None,
+       "sum down to a shape", ("shape",)),
+    _p("broadcast_to", 1, None, _broadcast_to, _broadcast_to, lambda T, g, o, x, shape: (T.sum_to(g, shape=x.shape),),
+       None, "broadcast up to a shape", ("shape",)),
+    # polygamma(n, x)' = polygamma(n+1, x); internal: it appears in derivatives of gamma/loggamma
+    _p("polygamma", 1, sympy.polygamma, _f64_scalar(_f64_polygamma), _mp(_mp_polygamma),
+       lambda T, g, o, x, n: (g * T.polygamma(x, n=n + 1),), _t_polygamma, "polygamma(n, x)", ("n",)),
+]
+
+REGISTRY: dict[str, Primitive] = {}
+for _prim in _E:
+    if _prim.name in REGISTRY:
+        raise RuntimeError(f"duplicate primitive {_prim.name}")
+    REGISTRY[_prim.name] = _prim
+
+BY_SYMPY: dict[Any, Primitive] = {p.sympy: p for p in _E if p.sympy is not None}
+
+POW, EXP, LOG, SIN, COS = (REGISTRY[n] for n in ("pow", "exp", "log", "sin", "cos"))
+SINH, COSH, SIGN, ATAN2 = (REGISTRY[n] for n in ("sinh", "cosh", "sign", "atan2"))
+GAMMA, LOGGAMMA, POLYGAMMA = (REGISTRY[n] for n in ("gamma", "loggamma", "polygamma"))
+
+
+# ---- composites: sympy classes rewritten into primitives before lowering -----------------------------
+def _max2(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
+    # max(a, b) = (a + b + |a - b|)/2: at a tie abs has no derivative, so neither has max (exit 3).
+    return (a + b + sympy.Abs(a - b, evaluate=False)) / 2
+
+
+def _min2(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
+    return (a + b - sympy.Abs(a - b, evaluate=False)) / 2
+
+
+COMPOSITES: dict[Any, Callable[..., sympy.Expr]] = {
+    sympy.Max: lambda *args: reduce(_max2, args),
+    sympy.Min: lambda *args: reduce(_min2, args),
+}
+
+
+# ---- surface syntax: the function names EXPR may call -------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Function:
+    """A function name the parser accepts: how many arguments, and the sympy object it builds."""
+
+    name: str
+    build: Callable[..., sympy.Expr]
+    min_args: int
+    max_args: int
+    doc: str
+
+
+def _log(x: sympy.Expr, base: sympy.Expr | None = None) -> sympy.Expr:
+    return sympy.log(x) if base is None else sympy.log(x, base)
+
+
+_INTERNAL = {"add", "sub", "neg", "mul", "div", "pow", "polygamma", "log", "sum_to", "broadcast_to"}
+
+FUNCTIONS: dict[str, Function] = {
+    p.name: Function(p.name, p.sympy, p.arity, p.arity, p.doc) for p in _E if p.name not in _INTERNAL
+}
+FUNCTIONS.update(
+    {
+        "log": Function("log", _log, 1, 2, "log(x) natural logarithm; log(x, b) base b"),
+        "sqrt": Function("sqrt", sympy.sqrt, 1, 1, "square root"),
+        "min": Function("min", sympy.Min, 2, 64, "minimum of its arguments"),
+        "max": Function("max", sympy.Max, 2, 64, "maximum of its arguments"),
+    }
+)

@@ -1,0 +1,202 @@
+"""Taylor-mode propagation over a :class:`~gradcli.graph.Graph`.
+
+Univariate: every node carries normalized coefficients ``c[k] = f^(k)/k!`` of ``f(x0 + s t)`` as an
+array of shape ``(K+1, P)`` (order axis first, points last); each primitive's Taylor rule from the
+registry costs O(K^2), so the k-th derivative costs O(k^2) per primitive.
+
+Mixed partials: truncated multivariate series, coefficient arrays of shape ``(n1+1, ..., nd+1, P)``
+(the ring R[t1..td]/(t1^(n1+1), ..., td^(nd+1))). Sums and products are exact ring operations; a unary
+primitive is lifted from its univariate rule: f(u0 + d) = sum_m f^(m)(u0)/m! d^m with d nilpotent,
+the coefficients coming from the univariate rule on the seed u0 + t (Horner in the ring).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import ops
+from .graph import Graph, finite_mask, walk
+
+__all__ = ["Failure", "propagate", "propagate_multi", "scale_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Where values stopped being finite: a mask over points and, per point, the first failing node."""
+
+    bad: np.ndarray  # (P,) bool
+    culprit: np.ndarray  # (P,) int node index, -1 where fine
+
+    def names(self, graph: Graph) -> list[str]:
+        return [graph.nodes[i].op if i >= 0 else "" for i in self.culprit]
+
+
+def _track(graph: Graph, npoints: int) -> tuple[np.ndarray, np.ndarray, Any]:
+    bad = np.zeros(npoints, dtype=bool)
+    culprit = np.full(npoints, -1)
+
+    def note(i: int, out: np.ndarray) -> None:
+        fin = finite_mask(out)
+        fin = fin.reshape(-1, fin.shape[-1]).all(axis=0) if fin.ndim else np.array([bool(fin)])
+        newly = np.broadcast_to(~fin, bad.shape) & ~bad
+        culprit[newly] = i
+        bad[newly] = True
+
+    return bad, culprit, note
+
+
+def _params(bk: ops.Backend, params: dict[str, Any]) -> dict[str, Any]:
+    return {k: (bk.scalar(v) if k == "p" else v) for k, v in params.items()}
+
+
+def propagate(graph: Graph, seeds: dict[str, np.ndarray], bk: ops.Backend, npoints: int) -> tuple[np.ndarray, Failure]:
+    """Univariate Taylor series of the graph's output, given each variable's series ``(K+1, P)``."""
+    order = next(iter(seeds.values())).shape[0] - 1 if seeds else 0
+    bad, culprit, note = _track(graph, npoints)
+
+    def const(value: Any) -> np.ndarray:
+        c = bk.zeros((order + 1, 1))
+        c[0] = bk.scalar(value)
+        return c
+
+    def op(i: int, prim: ops.Primitive, args: list[np.ndarray], params: dict[str, Any]) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            out = prim.taylor(bk, *args, **_params(bk, params))
+        note(i, out)
+        return out
+
+    values = walk(graph, lambda name: seeds[name], const, op)
+    out = np.broadcast_to(values[graph.output], (order + 1, npoints))
+    return out, Failure(bad, culprit)
+
+
+# ---- multivariate ----------------------------------------------------------------------------------
+def _mmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Product in the truncated ring: a multidimensional Cauchy product over all but the last axis."""
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    dims = shape[:-1]
+    a = np.broadcast_to(a, shape)
+    b = np.broadcast_to(b, shape)
+    out = ops._zeros_for(a, shape)
+    for idx in np.ndindex(*dims):
+        ai = a[idx]
+        if a.dtype != object and not ai.any():
+            continue
+        out[tuple(slice(i, None) for i in idx)] += ai * b[tuple(slice(0, n - i) for i, n in zip(idx, dims))]
+    return out
+
+
+def _lift(bk: ops.Backend, prim: ops.Primitive, u: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """f(u) for a unary primitive in the ring, from f's univariate coefficients at u0."""
+    dims = u.shape[:-1]
+    total = sum(n - 1 for n in dims)
+    origin = (0,) * len(dims)
+    u0 = u[origin]
+    seed = bk.zeros((total + 1, u.shape[-1]))
+    seed[0] = u0
+    seed[1] = bk.scalar(1)
+    with np.errstate(all="ignore"):
+        coeffs = prim.taylor(bk, seed, **params)
+    delta = u.copy()
+    delta[origin] = delta[origin] * 0
+    moving = ~np.all((delta == 0).reshape(-1, u.shape[-1]), axis=0)
+    # Where u does not move, f(u) is the constant f(u0): its (maybe undefined) derivatives don't matter.
+    coeffs[1:] = np.where(moving, coeffs[1:], bk.zeros(coeffs[1:].shape))
+    out = ops._zeros_for(u, u.shape)
+    out[origin] = coeffs[total]
+    for m in range(total - 1, -1, -1):
+        out = _mmul(out, delta)
+        out[origin] = out[origin] + coeffs[m]
+    return out
+
+
+def _mrecip(bk: ops.Backend, u: np.ndarray) -> np.ndarray:
+    return _lift(bk, ops.POW, u, {"p": bk.scalar(-1)})
+
+
+def _multi_rule(bk: ops.Backend, prim: ops.Primitive, args: list[np.ndarray], params: dict[str, Any]) -> np.ndarray:
+    name = prim.name
+    if name == "add":
+        return args[0] + args[1]
+    if name == "sub":
+        return args[0] - args[1]
+    if name == "neg":
+        return -args[0]
+    if name == "mul":
+        return _mmul(args[0], args[1])
+    if name == "div":
+        return _mmul(args[0], _mrecip(bk, args[1]))
+    if name == "atan2":
+        # the angle-difference form of ops._t_atan2, in ring arithmetic
+        y, x = np.broadcast_arrays(*args)
+        origin = (0,) * (y.ndim - 1)
+        num = x[origin] * y - y[origin] * x
+        den = x[origin] * x + y[origin] * y
+        v = _lift(bk, ops.REGISTRY["atan"], _mmul(num, _mrecip(bk, den)), {})
+        v[origin] = bk.call(prim, y[origin], x[origin])
+        return v
+    if prim.arity != 1:
+        raise NotImplementedError(f"no multivariate rule for {name}")
+    return _lift(bk, prim, args[0], params)
+
+
+def propagate_multi(
+    graph: Graph, seeds: dict[str, np.ndarray], bk: ops.Backend, npoints: int
+) -> tuple[np.ndarray, Failure]:
+    """Multivariate truncated series of the output, given each variable's ring element."""
+    shape = next(iter(seeds.values())).shape
+    bad, culprit, note = _track(graph, npoints)
+
+    def const(value: Any) -> np.ndarray:
+        c = bk.zeros(shape[:-1] + (1,))
+        c[(0,) * (len(shape) - 1)] = bk.scalar(value)
+        return c
+
+    def op(i: int, prim: ops.Primitive, args: list[np.ndarray], params: dict[str, Any]) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            out = _multi_rule(bk, prim, args, _params(bk, params))
+        note(i, out)
+        return out
+
+    values = walk(graph, lambda name: seeds[name], const, op)
+    return np.broadcast_to(values[graph.output], shape[:-1] + (npoints,)), Failure(bad, culprit)
+
+
+# ---- scaling for high orders in float64 --------------------------------------------------------------
+def scale_for(graph: Graph, var: str, at: dict[str, np.ndarray], npoints: int, order: int) -> np.ndarray:
+    """A per-point step s for the seed x0 + s t that keeps the coefficients of order ``order`` near 1.
+
+    Normalized coefficients decay like R^-k (R the radius of convergence) and underflow float64 near
+    k ~ 300 / log10(R); a short pilot run estimates R so that c_k s^k stays representable.
+    """
+    ones = np.ones(npoints)
+    if order <= 60:
+        return ones
+    pilot = 24
+    seeds = {}
+    for name in graph.variables:
+        s = np.zeros((pilot + 1, npoints))
+        s[0] = at[name]
+        if name == var:
+            s[1] = 1.0
+        seeds[name] = s
+    coeffs, _ = propagate(graph, seeds, ops.F64, npoints)
+    with np.errstate(all="ignore"):
+        ks = np.arange(pilot // 2, pilot + 1)
+        growth = np.abs(coeffs[ks]) ** (1.0 / ks[:, None])
+        rate = np.nanmax(np.where(np.isfinite(growth), growth, np.nan), axis=0)
+    rate = np.where(np.isfinite(rate) & (rate > 0), rate, 1.0)
+    return 1.0 / rate
+
+
+def scaled_derivative(coeff: np.ndarray, k: int, s: np.ndarray) -> np.ndarray:
+    """f^(k) = k! c_k / s^k in float64, through logarithms when k! or s^k leave float64's range."""
+    with np.errstate(all="ignore"):
+        if k <= 170 and np.all(s == 1.0):
+            return coeff * float(math.factorial(k))
+        log_mag = np.log(np.abs(coeff)) + math.lgamma(k + 1) - k * np.log(s)
+        return np.where(coeff == 0, 0.0, np.sign(coeff) * np.exp(log_mag))
