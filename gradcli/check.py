@@ -19,10 +19,12 @@ import sympy
 from . import ops
 from .graph import Graph, walk
 
-__all__ = ["CheckResult", "close", "rel_err", "symbolic_derivative", "run_check", "SMALL"]
+__all__ = ["CheckResult", "Oracle", "close", "rel_err", "symbolic_derivative", "run_check", "SMALL"]
 
 #: Magnitudes below this compare absolutely (the contract's rule for --tol and --expect).
 SMALL = 1e-12
+#: Orders above this give sympy only a fifth of --check-timeout before the numerical check takes over.
+HIGH_ORDER = 20
 #: A symbolic derivative larger than this many tree nodes is not evaluated (it would not finish).
 MAX_SYMBOLIC_NODES = 20_000
 
@@ -116,6 +118,70 @@ def _numeric_derivative(graph: Graph, wrt: list[str], point: dict[str, Any], dps
         return mpmath.diff(f, tuple(x0), tuple(counts))
 
 
+def _bounded(fn: Callable[[Callable[[], bool]], Any], timeout: float) -> tuple[bool, Any]:
+    """Run ``fn(expired)`` in a daemon thread for at most ``timeout`` s: (finished, result).
+
+    sympy cannot be interrupted, so a run that overstays is abandoned (told so through ``expired``)
+    rather than waited for; an exception inside is re-raised here, never swallowed.
+    """
+    box: dict[str, Any] = {}
+    expired = threading.Event()
+
+    def work() -> None:
+        try:
+            box["result"] = fn(expired.is_set)
+        except BaseException as exc:  # handed to the caller's thread below
+            box["exception"] = exc
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    thread.join(max(timeout, 0.0))
+    if thread.is_alive():
+        expired.set()
+        return False, None
+    if "exception" in box:
+        raise box["exception"]
+    return True, box["result"]
+
+
+class Oracle:
+    """sympy's derivative of ``expr`` along ``wrt``, computed once (within ``timeout`` s) and then
+    evaluated at any number of points; :meth:`check` compares an engine value with it."""
+
+    def __init__(self, expr: sympy.Expr, graph: Graph, wrt: list[str], timeout: float) -> None:
+        self.expr, self.graph, self.wrt, self.timeout = expr, graph, list(wrt), timeout
+        # Beyond order ~20 sympy's derivative of most expressions grows too fast to finish, so it gets a
+        # fifth of the budget and the independent numerical check keeps the rest.
+        budget = timeout if len(wrt) <= HIGH_ORDER else timeout / 5
+        done, result = _bounded(lambda expired: symbolic_derivative(expr, wrt, expired), budget)
+        if not done:
+            self.symbolic = None
+            self.skipped = f"sympy's derivative of order {len(wrt)} did not finish within {budget:g} s"
+        else:
+            self.symbolic, self.skipped = result
+
+    @property
+    def symbolic_text(self) -> str | None:
+        return None if self.symbolic is None else sympy.sstr(self.symbolic)
+
+    def check(self, point: dict[str, Any], value: Any, *, tol: float, dps: int = 30) -> CheckResult:
+        """Compare ``value`` (the engine's) with the oracle at ``point`` (exact binary/mpf values)."""
+        if self.symbolic is not None:
+            done, oracle = _bounded(lambda expired: _evaluate(self.symbolic, point, dps), self.timeout)
+            if not done:
+                return CheckResult(ok=None, symbolic=self.symbolic_text,
+                                   skipped=f"evaluating sympy's derivative took over {self.timeout:g} s")
+            err = rel_err(value, oracle)
+            return CheckResult(ok=err <= tol, symbolic=self.symbolic_text, value=oracle, rel_err=err)
+        if len(self.wrt) > 400:
+            return CheckResult(ok=None, skipped=self.skipped)
+        done, oracle = _bounded(lambda expired: _numeric_derivative(self.graph, self.wrt, point, dps), self.timeout)
+        if not done:
+            return CheckResult(ok=None, skipped=f"{self.skipped}; mpmath.diff did not finish either")
+        err = rel_err(value, oracle)
+        return CheckResult(ok=err <= tol, value=oracle, rel_err=err, skipped=self.skipped, method="mpmath.diff")
+
+
 def run_check(
     expr: sympy.Expr,
     graph: Graph,
@@ -127,43 +193,5 @@ def run_check(
     timeout: float,
     dps: int = 30,
 ) -> CheckResult:
-    """Compare ``value`` (the engine's) with the oracle at ``point`` (exact binary/mpf values)."""
-    box: dict[str, Any] = {}
-    expired = threading.Event()
-
-    def work() -> None:
-        try:
-            _work()
-        except BaseException as exc:  # handed to the caller's thread below, never swallowed
-            box["exception"] = exc
-
-    def _work() -> None:
-        d, why = symbolic_derivative(expr, wrt, expired.is_set)
-        box["symbolic"], box["why"] = d, why
-        if d is not None:
-            box["value"] = _evaluate(d, point, dps)
-            return
-        if sum(wrt.count(n) for n in set(wrt)) <= 400:
-            box["numeric"] = _numeric_derivative(graph, wrt, point, max(dps, 2 * len(wrt) + 30))
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        expired.set()
-        why = box.get("why") or f"the symbolic check did not finish within --check-timeout {timeout:g} s"
-        return CheckResult(ok=None, skipped=why)
-    if "exception" in box:
-        raise box["exception"]
-    d = box.get("symbolic")
-    if d is not None:
-        oracle = box["value"]
-        err = rel_err(value, oracle)
-        return CheckResult(ok=err <= tol, symbolic=sympy.sstr(d), value=oracle, rel_err=err)
-    oracle = box.get("numeric")
-    if oracle is None:
-        return CheckResult(ok=None, skipped=box.get("why"))
-    err = rel_err(value, oracle)
-    return CheckResult(
-        ok=err <= tol, value=oracle, rel_err=err, skipped=box.get("why"), method="mpmath.diff"
-    )
+    """One-shot :class:`Oracle` check at one point."""
+    return Oracle(expr, graph, wrt, timeout).check(point, value, tol=tol, dps=dps)

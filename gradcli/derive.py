@@ -154,17 +154,50 @@ def _taylor_univariate(
 def taylor_coefficients(
     graph: Graph, var: str | None, order: int, point: dict[str, np.ndarray], bk: ops.Backend, npoints: int
 ) -> tuple[np.ndarray, Failure, np.ndarray]:
-    """Normalized coefficients of f(x0 + s t) in t (shape (order+1, P)), the failure mask, and s."""
-    if bk.is_mp or var is None:
-        step = np.ones(npoints)
-    else:
-        step = scale_for(graph, var, point, npoints, order)
-    seeds = {
-        name: _seed(bk, point[name], order, (step if not bk.is_mp else bk.scalar(1)) if name == var else None)
-        for name in graph.variables
-    }
-    coeffs, fail = propagate(graph, seeds, bk, npoints)
+    """Normalized coefficients of f(x0 + s t) in t (shape (order+1, P)), the failure mask, and s.
+
+    In float64 and at high orders the step s is chosen per point so that the coefficients stay inside
+    float64's range (they decay like R^-k for a radius of convergence R, or faster): a pilot estimate,
+    then up to three corrections from the decay seen in the previous run.
+    """
+
+    def run(step: Any) -> tuple[np.ndarray, Failure]:
+        seeds = {name: _seed(bk, point[name], order, step if name == var else None) for name in graph.variables}
+        return propagate(graph, seeds, bk, npoints)
+
+    if bk.is_mp or var is None or order <= 60:
+        coeffs, fail = run(bk.scalar(1) if bk.is_mp else np.ones(npoints))
+        return coeffs, fail, np.ones(npoints)
+    step = scale_for(graph, var, point, npoints, order)
+    for _ in range(4):
+        coeffs, fail = run(step)
+        rate = _decay(coeffs, order)
+        if np.all(np.isnan(rate)):
+            break
+        step = np.where(np.isnan(rate), step, step / np.where(np.isnan(rate), 1.0, rate))
     return coeffs, fail, step
+
+
+def _decay(coeffs: np.ndarray, order: int) -> np.ndarray:
+    """Per point, nan where the top coefficients are representable; else the geometric rate of the
+    representable ones (so that dividing the step by it brings c_order near the size of c_0)."""
+    with np.errstate(all="ignore"):
+        mag = np.abs(coeffs)
+        normal = np.isfinite(mag) & (mag > 1e-250) & (mag < 1e250)
+        any_normal = normal.any(axis=0)
+        last = order - np.argmax(normal[::-1], axis=0)
+        first = np.argmax(normal, axis=0)
+        ks = np.arange(coeffs.shape[1])
+        finite_all = np.isfinite(mag).all(axis=0)
+        tiny = ((mag > 0) & (mag <= 1e-250)).any(axis=0)
+        # exact zeros past the last normal coefficient (a polynomial, an odd function) are no underflow
+        fine = ~any_normal | (((last >= order - 3) | ~tiny) & finite_all)
+        span = np.maximum(last - first, 1)
+        rate = (mag[last, ks] / mag[first, ks]) ** (1.0 / span)
+        # overflowing runs: shrink the step sharply; underflowing: the extrapolated rate
+        rate = np.where(finite_all, rate, 1e3)
+        rate = np.where((rate > 0) & np.isfinite(rate), rate, 1.0)
+        return np.where(fine | (np.abs(np.log(rate)) < 1e-3), np.nan, rate)
 
 
 def _taylor_mixed(
@@ -228,15 +261,19 @@ def _reverse(
 def _failure_of(
     graph: Graph, result: np.ndarray, point: dict[str, np.ndarray], bk: ops.Backend, npoints: int, order: int
 ) -> Failure:
+    """Reverse sweeps can stay finite where f itself is not (log'(-1) = -1), so the forward values
+    are always checked too; a derivative that alone is not finite is traced with a Taylor run."""
     from .graph import finite_mask
 
-    bad = ~finite_mask(result)
-    if not bad.any():
-        return Failure(bad, np.full(npoints, -1))
-    var = next(iter(graph.variables), None)
-    _, fail = _taylor_univariate(graph, var, order, point, bk, npoints) if var else (None, None)
-    culprit = np.where(bad, fail.culprit if fail is not None else -1, -1)
-    return Failure(bad, culprit)
+    seeds = {name: _seed(bk, point[name], 0) for name in graph.variables}
+    _, forward = propagate(graph, seeds, bk, npoints)
+    bad_result = ~finite_mask(result).reshape(npoints, -1).all(axis=1)
+    culprit = forward.culprit.copy()
+    trace = bad_result & ~forward.bad
+    if trace.any() and graph.variables:
+        _, fail = _taylor_univariate(graph, graph.variables[0], max(order, 1), point, bk, npoints)
+        culprit = np.where(trace, fail.culprit, culprit)
+    return Failure(forward.bad | bad_result, culprit)
 
 
 # ---- vectors and matrices -----------------------------------------------------------------------------
@@ -256,8 +293,7 @@ def gradient_values(
         y = _tensor_eval(graph, variables, bk)
     grads = tape.gradient(y, [variables[n] for n in wrt], unconnected_gradients="zero")
     out = np.stack([np.broadcast_to(g.value, (npoints,)) for g in grads], axis=1) if wrt else bk.zeros((npoints, 0))
-    bad = ~_finite_rows(out)
-    return out, _failure_of(graph, np.where(bad, np.nan, 0.0), point, bk, npoints, 1)
+    return out, _failure_of(graph, out, point, bk, npoints, 1)
 
 
 def hessian_values(
@@ -284,14 +320,7 @@ def hessian_values(
         for j, hij in enumerate(row, start=i):
             out[:, i, j] = np.broadcast_to(hij.value, (npoints,))
             out[:, j, i] = out[:, i, j]  # symmetric: each pair computed once
-    bad = ~_finite_rows(out.reshape(npoints, -1))
-    return out, _failure_of(graph, np.where(bad, np.nan, 0.0), point, bk, npoints, 2)
-
-
-def _finite_rows(a: np.ndarray) -> np.ndarray:
-    from .graph import finite_mask
-
-    return finite_mask(a).reshape(a.shape[0], -1).all(axis=1)
+    return out, _failure_of(graph, out, point, bk, npoints, 2)
 
 
 def taylor_values(
@@ -316,8 +345,10 @@ def raise_not_finite(
     at = f" at {where}" if where else ""
     culprit = int(fail.culprit[index]) if fail.bad[index] else -1
     if culprit >= 0:
-        fn = graph.nodes[culprit].op
-        fn = {"div": "division", "pow": "power"}.get(fn, fn)
+        node = graph.nodes[culprit]
+        fn = {"div": "division", "pow": "power"}.get(node.op, node.op)
+        if node.op == "pow" and dict(node.params).get("p") == sympy.Rational(1, 2):
+            fn = "sqrt"
         raise NotFinite(f"the result is not finite{at}: {fn} is undefined or not differentiable there")
     if not digits:
         raise NotFinite(f"the result overflows float64{at}; use --digits N for arbitrary precision")

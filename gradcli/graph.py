@@ -222,7 +222,7 @@ def finite_mask(arr: Any) -> np.ndarray:
     if a.dtype == object:
         import mpmath
 
-        fin = np.frompyfunc(lambda v: bool(mpmath.isfinite(v)), 1, 1)(a).astype(bool)
+        fin = np.asarray(np.frompyfunc(lambda v: bool(mpmath.isfinite(v)), 1, 1)(a), dtype=bool)
     else:
         fin = np.isfinite(a)
     return fin

@@ -402,23 +402,30 @@ _t_erfc = _from_deriv("erfc", lambda bk, u: -_erf_deriv(bk, u))
 
 
 def _t_abs(bk: Backend, u: np.ndarray) -> np.ndarray:
-    # |u| = sign(u0) * u near u0 != 0; at u0 = 0 no derivative exists, so every k >= 1 is nan.
-    s = bk.call(SIGN, u[0])
-    v = u * s
-    v[1:] = v[1:] + _nan_where_zero(bk, u[0])
+    # |u| = sign(u0) u where u0 != 0. Where u0 = 0, let u_m be the first nonzero coefficient: for even
+    # m, |u| = sign(u_m) u near t = 0 (|x^2| = x^2); for odd m the derivatives of order >= m do not
+    # exist (|x| at 0), so they are nan, never a silent 0.
+    v = u * bk.call(SIGN, u[0])
+    for p in np.flatnonzero(np.atleast_1d(u[0] == 0)):
+        nz = np.flatnonzero(u[:, p] != 0)
+        if nz.size == 0:
+            continue
+        m = int(nz[0])
+        if m % 2 == 0:
+            v[:, p] = u[:, p] * bk.call(SIGN, u[m, p])
+        else:
+            v[m:, p] = bk.scalar(_NAN)
     return v
 
 
-def _nan_where_zero(bk: Backend, x: Any) -> Any:
-    """0 where x != 0, nan where x == 0: marks the points where abs/sign have no derivative."""
-    with np.errstate(all="ignore"):
-        return (x * 0) / x
-
-
 def _t_sign(bk: Backend, u: np.ndarray) -> np.ndarray:
+    # sign is constant away from 0; at 0 it jumps unless u does not move at all.
     v = _zeros_for(u, u.shape)
     v[0] = bk.call(SIGN, u[0])
-    v[1:] = v[1:] + _nan_where_zero(bk, u[0])
+    moving = np.any(u[1:] != 0, axis=0) if u.shape[0] > 1 else np.zeros(u.shape[1:], dtype=bool)
+    jumps = np.atleast_1d((u[0] == 0) & moving)
+    if jumps.any():
+        v[1:, jumps] = bk.scalar(_NAN)
     return v
 
 

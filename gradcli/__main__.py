@@ -1,0 +1,7 @@
+"""``python -m gradcli``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main(prog_name="gradcli"))
