@@ -10,35 +10,25 @@ from __future__ import annotations
 from .api import derivative, gradient, hessian, jacobian, taylor
 from .check import CheckResult
 from .errors import CheckMismatch, GradcliError, InputError, NotFinite
-from .tape import Tape, TapeError
+from .tape import GradientTape, Tape, TapeError, UnconnectedGradients
 from .tensor import T as _T
-from .tensor import Tensor, Variable, constant
+from .tensor import Tensor, Variable, constant, maximum, minimum, reduce_sum, sqrt, square
 
 __version__ = "0.1.0"
 
-# The elementwise functions, one per user-facing primitive of the registry.
+# The elementwise functions, one per user-facing primitive of the registry (tests check that none is
+# missing), recorded by the active tapes.
 abs = _T.abs  # noqa: A001 - mirrors numpy/tf naming
 sign, sin, cos, tan, exp, log = _T.sign, _T.sin, _T.cos, _T.tan, _T.exp, _T.log
 asin, acos, atan, atan2 = _T.asin, _T.acos, _T.atan, _T.atan2
 sinh, cosh, tanh, asinh, acosh, atanh = _T.sinh, _T.cosh, _T.tanh, _T.asinh, _T.acosh, _T.atanh
 erf, erfc, gamma, loggamma = _T.erf, _T.erfc, _T.gamma, _T.loggamma
 
-
-def sqrt(x):  # noqa: ANN001, ANN201 - a Tensor op
-    """Elementwise square root, recorded by the active tapes."""
-    return _T.pow(x, p=0.5)
-
-
-def square(x):  # noqa: ANN001, ANN201
-    """Elementwise square (tf.square), recorded by the active tapes."""
-    return _T.mul(x, x)
-
-
 __all__ = [
     "derivative", "gradient", "hessian", "jacobian", "taylor",
-    "Tape", "TapeError", "Tensor", "Variable", "constant",
+    "Tape", "GradientTape", "TapeError", "UnconnectedGradients", "Tensor", "Variable", "constant",
     "GradcliError", "InputError", "CheckMismatch", "NotFinite", "CheckResult",
     "abs", "sign", "sin", "cos", "tan", "exp", "log", "sqrt", "square",
     "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
-    "erf", "erfc", "gamma", "loggamma", "__version__",
+    "erf", "erfc", "gamma", "loggamma", "maximum", "minimum", "reduce_sum", "__version__",
 ]

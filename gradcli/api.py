@@ -163,7 +163,10 @@ def gradient(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, 
 
 
 def hessian(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None) -> Any:
-    """The Hessian matrix (reverse-over-reverse; each symmetric pair computed once).
+    """The Hessian matrix, variables sorted by name unless ``wrt`` orders them.
+
+    Forward-over-reverse: one reverse sweep on dual numbers gives every row at once (exactly symmetric).
+    Vectorised like :func:`gradient`: arrays in ``at`` give shape (P, n, n).
 
     >>> hessian("2*x**3+5*y**2+11*x*y+5", at={"x": 5, "y": 2}).tolist()
     [[60.0, 11.0], [11.0, 10.0]]
@@ -191,7 +194,14 @@ def jacobian(exprs: list[str], at: dict[str, Any], wrt: str | list[str] | None =
         names = sorted({v for p in preps for v in p.variables})
     else:
         names = _sorted_wrt(preps[0], wrt)
-    rows = [gradient(p.expr, at, names, digits=digits) for p in preps]
+    at = dict(at or {})
+    known = {v for p in preps for v in p.variables} | set(names)
+    for name in at:
+        if name not in known:
+            raise InputError(f"at names '{name}', which is in no expression and not in wrt")
+    # each expression sees the values of its own variables (another expression's are not unknown to it)
+    rows = [gradient(p.expr, {k: v for k, v in at.items() if k in p.variables or k in names}, names, digits=digits)
+            for p in preps]
     return np.stack(rows, axis=-2)
 
 

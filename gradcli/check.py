@@ -8,7 +8,9 @@ precision) of the plain forward evaluation, which shares no derivative code with
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -19,7 +21,8 @@ import sympy
 from . import ops
 from .graph import Graph, walk
 
-__all__ = ["CheckResult", "Oracle", "close", "rel_err", "symbolic_derivative", "run_check", "SMALL"]
+__all__ = ["CheckResult", "CheckBatch", "Oracle", "close", "rel_err", "rel_err_many", "symbolic_derivative",
+           "run_check", "SMALL", "LAMBDIFY_MAX_ORDER"]
 
 #: Magnitudes below this compare absolutely (the contract's rule for --tol and --expect).
 SMALL = 1e-12
@@ -150,6 +153,7 @@ class Oracle:
 
     def __init__(self, expr: sympy.Expr, graph: Graph, wrt: list[str], timeout: float) -> None:
         self.expr, self.graph, self.wrt, self.timeout = expr, graph, list(wrt), timeout
+        self._fns: dict[str, Any] = {}  # lambdified derivative per module set (check_many)
         # Beyond order ~20 sympy's derivative of most expressions grows too fast to finish, so it gets a
         # fifth of the budget and the independent numerical check keeps the rest.
         budget = timeout if len(wrt) <= HIGH_ORDER else timeout / 5
@@ -181,6 +185,139 @@ class Oracle:
         err = rel_err(value, oracle)
         return CheckResult(ok=err <= tol, value=oracle, rel_err=err, skipped=self.skipped, method="mpmath.diff")
 
+    # ---- many points at once (--points) ------------------------------------------------------------
+    def check_many(
+        self,
+        points: dict[str, np.ndarray],
+        values: np.ndarray,
+        *,
+        tol: float,
+        dps: int = 30,
+        mask: np.ndarray | None = None,
+    ) -> CheckBatch:
+        """Compare a chunk of engine ``values`` (shape (P,)) with the oracle at every point, vectorised.
+
+        Up to order :data:`LAMBDIFY_MAX_ORDER` the symbolic derivative is evaluated over the whole chunk
+        in float64 (``sympy.lambdify`` of the oracle's own validated tree with numpy); a row that
+        disagrees there is evaluated again with mpmath at ``dps`` digits and, if it still disagrees, with
+        the precise per-point :meth:`check` (float64 cancellation is the oracle's failing, not a
+        finding). Higher orders, ``--digits`` values and a skipped symbolic derivative go row by row at
+        raised precision. The slow paths share one budget of ``timeout`` seconds per chunk; rows past
+        it are reported as skipped. Rows outside ``mask`` (points that left the domain) are not checked.
+
+        Example: the derivative of x**3 at x = 1, 2 is 3, 12.
+
+        >>> import sympy, numpy as np
+        >>> from gradcli.graph import lower
+        >>> from gradcli.parse import symbol
+        >>> f = symbol("x") ** 3
+        >>> batch = Oracle(f, lower(f), ["x"], 5.0).check_many({"x": np.array([1.0, 2.0])},
+        ...                                                    np.array([3.0, 12.0]), tol=1e-8)
+        >>> [r.ok for r in batch], batch.failed.any()
+        ([True, True], False)
+        """
+        n = len(values)
+        todo = np.ones(n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool).copy()
+        batch = CheckBatch.empty(n, ~todo, self.symbolic_text, values.dtype == object)
+        rows = np.flatnonzero(todo)
+        if rows.size == 0:
+            return batch
+        deadline = _now() + self.timeout
+        if n == 1 or self.symbolic is None:
+            self._check_each(batch, points, values, rows, tol, dps, deadline)
+            return batch
+        oracle = None
+        if values.dtype != object and len(self.wrt) <= LAMBDIFY_MAX_ORDER:
+            oracle = self._numpy_values(points, n)
+        if oracle is None:
+            self._mp_each(batch, points, values, rows, tol, dps + len(self.wrt), deadline)
+            return batch
+        errs = rel_err_many(values, oracle)
+        ok = errs <= tol
+        batch.status[rows] = ok[rows]
+        batch.value[rows] = oracle[rows]
+        batch.rel_err[rows] = errs[rows]
+        suspects = np.flatnonzero(todo & ~ok)
+        if suspects.size:
+            # float64 may have lost the oracle's digits to cancellation: recheck at dps digits, then
+            # (if still different) with evalf's adaptive precision
+            self._mp_each(batch, points, values, suspects, tol, dps, deadline, keep_on_timeout=True)
+            still = suspects[batch.status[suspects] == 0]
+            self._check_each(batch, points, values, still, tol, dps, deadline, keep_on_timeout=True)
+        return batch
+
+    def _numpy_values(self, points: dict[str, np.ndarray], n: int) -> np.ndarray | None:
+        """The symbolic derivative at every point in float64, or None if it has no numpy form."""
+        fn = self._lambdified("numpy")
+        if fn is None:
+            return None
+        names, call = fn
+        try:
+            with np.errstate(all="ignore"):
+                out = np.asarray(call(*(np.asarray(points[k], dtype=np.float64) for k in names)))
+        except (TypeError, ValueError, NameError, AttributeError, ZeroDivisionError, OverflowError):
+            # a function sympy prints without a numpy equivalent: the mpmath path still works
+            self._fns["numpy"] = None
+            return None
+        if np.iscomplexobj(out):
+            out = np.where(out.imag == 0, out.real, np.nan)
+        return np.array(np.broadcast_to(out.astype(np.float64), (n,)))
+
+    def _lambdified(self, kind: str) -> tuple[list[str], Callable[..., Any]] | None:
+        """sympy.lambdify of the oracle's derivative (our validated tree, never user text), cached."""
+        if kind not in self._fns:
+            names = sorted(str(s) for s in self.symbolic.free_symbols)
+            symbols = sorted(self.symbolic.free_symbols, key=str)
+            modules = [_NUMPY_EXTRA, "numpy"] if kind == "numpy" else [_MPMATH_EXTRA, "mpmath"]
+            self._fns[kind] = (names, sympy.lambdify(symbols, self.symbolic, modules=modules))
+        return self._fns[kind]
+
+    def _mp_each(
+        self, batch: CheckBatch, points: dict[str, np.ndarray], values: np.ndarray, rows: np.ndarray,
+        tol: float, dps: int, deadline: float, *, keep_on_timeout: bool = False,
+    ) -> None:
+        """Row by row with mpmath at ``dps`` digits until ``deadline``."""
+        if self.symbolic is None:
+            self._check_each(batch, points, values, rows, tol, dps, deadline, keep_on_timeout=keep_on_timeout)
+            return
+        names, call = self._lambdified("mpmath")
+        done = 0
+        with mpmath.workdps(dps):
+            for i in rows:
+                if _now() > deadline:
+                    break
+                try:
+                    got = call(*(mpmath.mpf(points[k][i]) for k in names))
+                except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+                    got = mpmath.mpf("nan")
+                got = _real(got)
+                err = rel_err(values[i], got)
+                batch.set(int(i), err <= tol, got, err)
+                done += 1
+        self._note_budget(batch, rows, done, keep_on_timeout)
+
+    def _check_each(
+        self, batch: CheckBatch, points: dict[str, np.ndarray], values: np.ndarray, rows: np.ndarray,
+        tol: float, dps: int, deadline: float, *, keep_on_timeout: bool = False,
+    ) -> None:
+        """The precise per-point :meth:`check` until ``deadline`` (at least one row is always checked)."""
+        done = 0
+        for i in rows:
+            if done and _now() > deadline:
+                break
+            point = {k: v[i] for k, v in points.items()}
+            result = self.check(point, values[i], tol=tol, dps=dps)
+            batch.single[int(i)] = result
+            batch.status[i] = -1 if result.ok is None else int(result.ok)
+            done += 1
+        self._note_budget(batch, rows, done, keep_on_timeout)
+
+    def _note_budget(self, batch: CheckBatch, rows: np.ndarray, done: int, keep: bool) -> None:
+        if done < rows.size and not keep:
+            batch.status[rows[done:]] = -1
+            batch.skipped[0] = (f"the check's budget of {self.timeout:g} s (--check-timeout) ran out after "
+                                f"{done} of {rows.size} rows of a chunk; the rest were not checked")
+
 
 def run_check(
     expr: sympy.Expr,
@@ -195,3 +332,135 @@ def run_check(
 ) -> CheckResult:
     """One-shot :class:`Oracle` check at one point."""
     return Oracle(expr, graph, wrt, timeout).check(point, value, tol=tol, dps=dps)
+
+
+# ---- the vectorised check (--points) -----------------------------------------------------------------
+#: Up to this order a chunk's symbolic derivative is evaluated in float64 (lambdify with numpy); beyond
+#: it a large symbolic derivative loses its digits to cancellation (DESIGN.md: from about order 16), so
+#: higher orders are evaluated row by row with mpmath at raised precision.
+LAMBDIFY_MAX_ORDER = 8
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+def rel_err_many(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`rel_err` elementwise over float64 arrays (inf where either side is nan)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        diff = np.abs(a - b)
+        scale = np.maximum(np.abs(a), np.abs(b))
+        err = np.where(scale >= SMALL, diff / scale, diff)
+        err = np.where(a == b, 0.0, err)
+        return np.where(np.isnan(err) | np.isnan(a) | np.isnan(b), np.inf, err)
+
+
+def _real(v: Any) -> Any:
+    """An mpmath result as a real mpf: nan for a genuinely complex value (outside the real domain)."""
+    if isinstance(v, mpmath.mpc):
+        return v.real if v.imag == 0 else mpmath.mpf("nan")
+    if isinstance(v, (int, float, sympy.Integer, sympy.Rational)):
+        return mpmath.mpf(float(v)) if not isinstance(v, int) else mpmath.mpf(v)
+    return v
+
+
+def _elementwise(fn: Callable[..., Any], nargs: int) -> Callable[..., np.ndarray]:
+    """A float64 function over arrays from a scalar one (math/mpmath functions without a numpy ufunc);
+    nan where the scalar function is undefined (poles, complex results)."""
+
+    def one(*xs: Any) -> float:
+        try:
+            return float(fn(*xs))
+        except (ValueError, OverflowError, ZeroDivisionError, TypeError):
+            return float("nan")
+
+    ufunc = np.frompyfunc(one, nargs, 1)
+
+    def call(*args: Any) -> np.ndarray:
+        return np.asarray(ufunc(*args), dtype=np.float64)
+
+    return call
+
+
+def _dirac_f64(x: Any, k: Any = 0) -> np.ndarray:
+    # DiracDelta (from derivatives of abs, sign, min, max) is 0 away from its root, undefined at it
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(x == 0, np.nan, 0.0)
+
+
+def _dirac_mp(x: Any, k: Any = 0) -> Any:
+    return mpmath.mpf("nan") if x == 0 else mpmath.mpf(0)
+
+
+def _loggamma_mp(x: Any) -> Any:
+    return mpmath.loggamma(x) if x > 0 else mpmath.mpf("nan")
+
+
+#: Names sympy's numpy printer leaves to the namespace: every function that ops.FUNCTIONS or their
+#: derivatives can produce and numpy lacks.
+_NUMPY_EXTRA: dict[str, Any] = {
+    "erf": _elementwise(math.erf, 1),
+    "erfc": _elementwise(math.erfc, 1),
+    "gamma": _elementwise(math.gamma, 1),
+    "lgamma": _elementwise(lambda x: math.lgamma(x) if x > 0 else float("nan"), 1),
+    "loggamma": _elementwise(lambda x: math.lgamma(x) if x > 0 else float("nan"), 1),
+    "polygamma": _elementwise(lambda n, x: mpmath.psi(int(n), x), 2),
+    "DiracDelta": _dirac_f64,
+}
+_MPMATH_EXTRA: dict[str, Any] = {
+    "polygamma": lambda n, x: mpmath.psi(int(n), x),
+    "loggamma": _loggamma_mp,
+    "DiracDelta": _dirac_mp,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckBatch:
+    """One entry's check over a chunk of P points, as arrays; ``batch[i]`` is row i's CheckResult.
+
+    ``status`` is 1 where the row agreed, 0 where it disagreed, -1 where it was not checked
+    (``skipped[0]`` says why). Rows in ``excluded`` (they left the domain) have no result (None).
+    Rows checked one at a time by :meth:`Oracle.check` keep their full result in ``single``.
+    """
+
+    status: np.ndarray  # int8 (P,)
+    value: np.ndarray  # the oracle's values: float64, or mpf objects with --digits
+    rel_err: np.ndarray  # float64 (P,)
+    excluded: np.ndarray  # bool (P,)
+    symbolic: str | None
+    single: dict[int, CheckResult]
+    skipped: list[str | None]
+
+    @classmethod
+    def empty(cls, n: int, excluded: np.ndarray, symbolic: str | None, mp: bool) -> CheckBatch:
+        value = np.full(n, mpmath.mpf("nan"), dtype=object) if mp else np.full(n, np.nan)
+        return cls(np.full(n, -1, dtype=np.int8), value, np.full(n, np.nan), np.asarray(excluded, dtype=bool),
+                   symbolic, {}, [None])
+
+    def set(self, i: int, ok: bool, value: Any, err: float) -> None:
+        """Record row ``i``'s verdict (replacing an earlier, less precise one)."""
+        self.status[i] = int(ok)
+        self.value[i] = value if self.value.dtype == object else float(value)
+        self.rel_err[i] = err
+        self.single.pop(i, None)
+
+    @property
+    def failed(self) -> np.ndarray:
+        """True for each row whose engine value disagreed with the oracle."""
+        return self.status == 0
+
+    def __len__(self) -> int:
+        return len(self.status)
+
+    def __getitem__(self, i: int) -> CheckResult | None:
+        if self.excluded[i]:
+            return None
+        if i in self.single:
+            return self.single[i]
+        if self.status[i] < 0:
+            return CheckResult(ok=None, symbolic=self.symbolic, skipped=self.skipped[0] or "not checked")
+        v = self.value[i]
+        return CheckResult(ok=bool(self.status[i]), symbolic=self.symbolic,
+                           value=v if self.value.dtype == object else float(v), rel_err=float(self.rel_err[i]))

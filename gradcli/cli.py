@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, TextIO
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO, TextIO
 
 import click
+import numpy as np
 
 from . import __version__
-from .errors import GradcliError, InputError
+from .errors import GradcliError, InputError, NotFinite
 
 EXIT_INTERNAL = 70
 _EXPR_HINT = (
@@ -94,6 +97,10 @@ def common_options(*, expect: bool = False, check: bool = True) -> Callable[[Any
         opts = [
             click.option("--at", "at", type=AtType(), default=None,
                          help="Point: NAME=VALUE,... with constant VALUEs (2, -1.5, pi/4, sqrt(2))."),
+            click.option("--points", "points", type=str, default=None, metavar="FILE|-",
+                         help="Evaluate at every row of FILE (- reads stdin): CSV with a header row of "
+                              "variable names, or JSON lines ({\"x\": 1, \"y\": 2} a line); streamed, one "
+                              "result per row in input order; --at fills in variables the file lacks."),
             click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
                          help="Output format (default: table on a terminal, plain otherwise)."),
             click.option("--json", "as_json", is_flag=True, help="Short for --format json."),
@@ -157,7 +164,7 @@ def _note(message: str) -> None:
 
 def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, Any] | None, fmt: str | None,
          as_json: bool, check: bool, tol: float, check_timeout: float, digits: int | None,
-         show_symbolic: bool, expect: Any = None, order: int = 0) -> int:
+         show_symbolic: bool, expect: Any = None, order: int = 0, points: str | None = None) -> int:
     from .api import precision
     from .commands import Chunk, Job, evaluate_chunk, expect_mismatch
     from .derive import point_arrays, prepare, resolve_point, resolve_wrt
@@ -179,18 +186,21 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
         names = _matrix_wrt(preps, wrt)
     at = dict(at or {})
     variables = sorted({v for p in preps for v in p.variables} | ({names[0]} if command == "taylor" else set()))
-    for p in preps:
+    for p in preps if points is None else ():  # with --points the file supplies what --at lacks
         resolve_point(p, names, {k: v for k, v in at.items() if k in p.variables or k in names})
     unknown = [k for k in at if k not in variables and k not in names]
     if unknown:
         raise InputError(f"--at names '{unknown[0]}', which is neither in EXPR nor in --wrt")
     missing = [v for v in variables if v not in at]
-    if missing:
+    if missing and points is None:
         raise InputError(f"--at is missing a value for {', '.join(repr(m) for m in missing)}")
     status = 0
     with precision(digits) as bk:
         job = Job(command, tuple(preps), tuple(names), bk, digits=digits, check=check, tol=tol,
                   check_timeout=check_timeout, order=order)
+        if points is not None:
+            renderer = Renderer(job, fmt, _stdout(), show_symbolic=show_symbolic, variables=variables)
+            return _run_points(job, points, at, variables, renderer, expect=expect)
         values, size = point_arrays(at, bk)
         chunk = Chunk(values, size, (None,) * size)
         renderer = Renderer(job, fmt, _stdout(), show_symbolic=show_symbolic, variables=variables)
@@ -209,6 +219,129 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
                     _note(f"--expect failed: {bad}")
                     status = 1
     return status
+
+
+#: At most this many rows are named on stderr for each kind of per-row finding (check, --expect).
+_MAX_ROW_NOTES = 10
+
+
+def _open_points(points: str) -> tuple[BinaryIO, bool]:
+    """The binary stream behind --points, and whether it is ours to close."""
+    if points == "-":
+        return click.get_binary_stream("stdin"), False
+    try:
+        return open(points, "rb"), True  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        raise InputError(f"--points: cannot read '{points}': {exc.strerror or exc}") from None
+
+
+@contextmanager
+def _progress(reader: Any) -> Iterator[Callable[[], None]]:
+    """A rich progress bar on stderr (bytes read of a regular file) when stderr is a terminal."""
+    if reader.total is None or not click.get_text_stream("stderr").isatty():
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("points"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("points", total=reader.total)
+        yield lambda: progress.update(task, completed=reader.bytes_read)
+
+
+def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str], renderer: Any,
+                *, expect: Any = None) -> int:
+    """--points: read, evaluate and write chunk by chunk (the tape and the oracle are built once).
+
+    Every row is written, in input order; a row outside the domain as nan (JSON: null with "error").
+    At the end: exit 3 naming the first such row, else exit 1 if a row failed the check or --expect
+    (the first few named on stderr as they come). A bad input row stops the run (exit 2) after every
+    earlier row has been written.
+    """
+    from .commands import evaluate_block
+    from .points import PointsReader
+    from .render import number
+
+    bk, tol = job.bk, job.tol
+    fmt_number = (lambda v: number(v, job.digits)) if job.digits else (lambda v: number(float(v), None))
+    defaults = {k: bk.scalar(v) for k, v in at.items() if k in variables}
+    expected = bk.scalar(expect) if expect is not None and job.command == "d" else None
+    stream, ours = _open_points(points)
+    failed_rows, notes, bad_rows = 0, 0, 0
+    first_error: tuple[Any, Any] | None = None
+    skipped: dict[str, Any] = {}
+    try:
+        reader = PointsReader(stream, variables, defaults, bk, name=points)
+        with _progress(reader) as advance:
+            for chunk in reader:
+                block = evaluate_block(job, chunk)
+                renderer.block(block)
+                advance()
+                if first_error is None and block.bad.any():
+                    first = int(np.argmax(block.bad))
+                    first_error = (chunk.lines[first], block.error(first))
+                bad_rows += int(block.bad.sum())
+                _skipped_checks(block, skipped)
+                failed = block.check_failed
+                for i in np.flatnonzero(failed)[: max(_MAX_ROW_NOTES - notes, 0)]:
+                    _report_checks(block.row(int(i)), tol, fmt_number)
+                    notes += 1
+                if expected is not None:
+                    off = _expect_failed(block, expected, tol)
+                    for i in np.flatnonzero(off)[: max(_MAX_ROW_NOTES - notes, 0)]:
+                        _note(f"line {chunk.lines[i]}: --expect failed: {_expect_text(block.values[i], expected, tol)}")
+                        notes += 1
+                    failed = failed | off
+                failed_rows += int(failed.sum())
+        renderer.close()
+    except BrokenPipeError:
+        # `| head -n 5` has all it wants; click would turn this into exit 1, so it stops here
+        _reader_gone()
+        return 0
+    finally:
+        if ours:
+            stream.close()
+    if failed_rows > notes:
+        _note(f"{failed_rows} rows failed the check or --expect in all (the first {notes} are named above)")
+    for why, c in skipped.items():
+        if c.ok is not None:
+            _note(f"note: symbolic check skipped for some rows ({why}); checked by {c.method} instead")
+        else:
+            _note(f"note: check skipped for some rows: {why}")
+    if first_error is not None:
+        line, exc = first_error
+        more = f" ({bad_rows} such rows in all)" if bad_rows > 1 else ""
+        raise NotFinite(f"line {line}: {exc.message}{more}")
+    return 1 if failed_rows else 0
+
+
+def _skipped_checks(block: Any, seen: dict[str, Any]) -> None:
+    """Collect each distinct reason a row's check was skipped (reported once, at the end)."""
+    for batch in block.checks or []:
+        candidates = [batch[i] for i in batch.single]
+        if batch.skipped[0]:
+            candidates.append(batch[int(np.argmax((batch.status < 0) & ~batch.excluded))])
+        for c in candidates:
+            if c is not None and c.skipped:
+                seen.setdefault(c.skipped, c)
+
+
+def _expect_failed(block: Any, expected: Any, tol: float) -> np.ndarray:
+    """Rows (inside the domain) whose value misses --expect."""
+    from .check import close, rel_err_many
+
+    if block.values.dtype == object:
+        off = np.array([not close(v, expected, tol) for v in block.values], dtype=bool)
+    else:
+        off = rel_err_many(block.values, np.full(block.chunk.size, float(expected))) > tol
+    return off & ~block.bad
+
+
+def _expect_text(value: Any, expected: Any, tol: float) -> str:
+    from .commands import expect_mismatch
+
+    return expect_mismatch(value, expected, tol) or ""
 
 
 def _matrix_wrt(preps: list[Any], wrt: list[str] | None) -> list[str]:
@@ -284,7 +417,7 @@ def grad_command(expr: str, wrt: list[str] | None, **kw: Any) -> None:
 @click.option("--wrt", type=WrtType(), default=None, help="Variables and their order (default: sorted by name).")
 @common_options()
 def hessian_command(expr: str, wrt: list[str] | None, **kw: Any) -> None:
-    """The Hessian matrix (reverse-over-reverse), row-major in plain output.
+    """The Hessian matrix (forward-over-reverse), row-major in plain output.
 
     \b
     Examples:
@@ -327,6 +460,12 @@ def taylor_command(expr: str, wrt: list[str], order: int, **kw: Any) -> None:
 
 
 # ---- the error boundary -----------------------------------------------------------------------------
+def _reader_gone() -> None:
+    """The reader of stdout went away (`| head`): not an error; silence the flush at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -354,9 +493,7 @@ def main(argv: list[str] | None = None, prog_name: str = "gradcli") -> int:
         _note(f"error: {_one_line(exc.message)}")
         code = exc.exit_code
     except BrokenPipeError:
-        # the reader went away (`| head`): not an error; silence the flush at exit
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _reader_gone()
         code = 0
     except KeyboardInterrupt:
         code = 130

@@ -8,10 +8,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import mpmath
 import numpy as np
 
 from . import ops
-from .check import CheckResult, Oracle, close, rel_err
+from .check import CheckBatch, CheckResult, Oracle, close, rel_err
 from .derive import (
     Prepared,
     derivative_values,
@@ -22,7 +23,7 @@ from .derive import (
 from .errors import NotFinite
 from .graph import finite_mask
 
-__all__ = ["Job", "Row", "Chunk", "evaluate_chunk", "superscript", "partial_label"]
+__all__ = ["Job", "Row", "Chunk", "Block", "evaluate_block", "evaluate_chunk", "superscript", "partial_label"]
 
 _SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -117,7 +118,8 @@ def _entries(job: Job) -> list[tuple[Any, Prepared, list[str]]]:
     if job.command == "jacobian":
         return [(("j", i, w), p, [w]) for i, p in enumerate(job.preps) for w in job.wrt]
     if job.command == "hessian":
-        return [(("h", a, b), job.preps[0], [a, b]) for a in job.wrt for b in job.wrt]
+        # one oracle per unordered pair: d2f/dxdy and d2f/dydx share sympy's derivative
+        return [(("h", *sorted((a, b))), job.preps[0], sorted([a, b])) for a in job.wrt for b in job.wrt]
     return [(("t", k), job.preps[0], [job.wrt[0]] * k) for k in range(job.order + 1)]
 
 
@@ -156,46 +158,92 @@ def _only(prep: Prepared, pts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v for k, v in pts.items() if k in prep.variables}
 
 
-def _row_error(job: Job, chunk: Chunk, i: int, fails: list[Any], row_values: np.ndarray) -> NotFinite | None:
-    from .derive import raise_not_finite
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One chunk's results as arrays: ``values`` of shape (P, entries...), the ``bad`` rows (not finite:
+    their values are nan), and one :class:`~gradcli.check.CheckBatch` per checked entry (None without
+    --check). :meth:`row` turns a row into a :class:`Row`; fast writers read the arrays directly."""
 
-    for prep, fail in fails:
-        bad_here = bool(fail.bad[i]) if fail.bad.shape[0] > i else False
-        fin = bool(finite_mask(np.asarray(row_values)).all())
-        if bad_here or not fin:
+    job: Job
+    chunk: Chunk
+    values: np.ndarray
+    extra: dict[str, np.ndarray]
+    bad: np.ndarray  # (P,) bool
+    fails: list[Any]
+    checks: list[CheckBatch] | None
+
+    @property
+    def check_failed(self) -> np.ndarray:
+        """True for each row where some entry's check disagreed."""
+        out = np.zeros(self.chunk.size, dtype=bool)
+        for batch in self.checks or []:
+            out |= batch.failed
+        return out
+
+    def error(self, i: int) -> NotFinite | None:
+        """Row ``i``'s NotFinite (naming the failing function and the point), or None."""
+        from .derive import raise_not_finite
+
+        if not self.bad[i]:
+            return None
+        n = self.chunk.size
+        culprits = [(p, f) for p, f in self.fails if np.broadcast_to(f.bad, (n,))[i]] or self.fails[:1]
+        for prep, fail in culprits:
+            fail = type(fail)(np.broadcast_to(fail.bad, (n,)), np.broadcast_to(fail.culprit, (n,)))
             try:
-                raise_not_finite(prep.graph, fail, row_values, _only(prep, chunk.values), i, digits=job.bk.is_mp)
+                raise_not_finite(prep.graph, fail, self.values[i], _only(prep, self.chunk.values), i,
+                                 digits=self.job.bk.is_mp)
             except NotFinite as exc:
                 return exc
-    return None
+        return NotFinite("the result is not finite")
+
+    def row(self, i: int) -> Row:
+        """Row ``i`` as a :class:`Row` record."""
+        error = self.error(i)
+        checks = None if self.checks is None or error is not None else [b[i] for b in self.checks]
+        return Row(
+            line=self.chunk.lines[i],
+            at={k: v[i] for k, v in self.chunk.values.items()},
+            value=_tolist(self.values[i]),
+            checks=checks,
+            extra={k: _tolist(v[i]) for k, v in self.extra.items()},
+            error=error,
+        )
+
+
+def evaluate_block(job: Job, chunk: Chunk) -> Block:
+    """Evaluate one chunk of points with numpy: values, the rows that left the domain, and the check
+    (vectorised over the chunk: :meth:`~gradcli.check.Oracle.check_many`)."""
+    values, fails, extra = _compute(job, chunk)
+    n = chunk.size
+    values = np.array(values)  # writable, whatever the engine returned (a broadcast view, say)
+    bad = ~finite_mask(values).reshape(n, -1).all(axis=1)
+    for _, fail in fails:
+        bad |= np.broadcast_to(np.asarray(fail.bad, dtype=bool), (n,))
+    if bad.any():
+        # a row outside the domain is still written, explicitly as nan (its message comes from `fails`)
+        nan = mpmath.mpf("nan") if values.dtype == object else np.nan
+        values[bad] = nan
+        extra = {k: np.array(v) for k, v in extra.items()}
+        for v in extra.values():
+            v[bad] = nan
+    checks = None
+    if job.check:
+        flat = values.reshape(n, -1)
+        dps = max(30, (job.digits or 0) + 10)
+        checks = []
+        for j, (key, prep, wrt) in enumerate(_entries(job)):
+            pts = {k: v for k, v in chunk.values.items() if k in prep.variables or k in wrt}
+            oracle = job.oracle(key, prep, wrt)
+            checks.append(oracle.check_many(pts, flat[:, j], tol=job.tol, dps=dps, mask=~bad))
+    return Block(job, chunk, values, extra, bad, fails, checks)
 
 
 def evaluate_chunk(job: Job, chunk: Chunk, deadline: float | None = None) -> Iterator[Row]:
     """Evaluate one chunk of points and yield a :class:`Row` per point, in order."""
-    values, fails, extra = _compute(job, chunk)
-    entries = _entries(job) if job.check else []
+    block = evaluate_block(job, chunk)
     for i in range(chunk.size):
-        at = {k: v[i] for k, v in chunk.values.items()}
-        row_values = values[i]
-        error = _row_error(job, chunk, i, fails, row_values)
-        checks = None
-        if job.check and error is None:
-            flat = np.asarray(row_values, dtype=object).reshape(-1)
-            checks = [
-                job.oracle(key, prep, wrt).check(
-                    {k: v for k, v in at.items() if k in prep.variables or k in wrt},
-                    flat[j], tol=job.tol, dps=max(30, (job.digits or 0) + 10),
-                )
-                for j, (key, prep, wrt) in enumerate(entries)
-            ]
-        yield Row(
-            line=chunk.lines[i],
-            at=at,
-            value=_tolist(row_values),
-            checks=checks,
-            extra={k: _tolist(v[i]) for k, v in extra.items()},
-            error=error,
-        )
+        yield block.row(i)
 
 
 def _tolist(a: Any) -> Any:

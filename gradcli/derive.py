@@ -129,6 +129,8 @@ def derivative_values(
     if engine == "reverse" or (engine == "auto" and order == 1):
         return _reverse(graph, wrt, point, bk, npoints)
     counts = {n: wrt.count(n) for n in dict.fromkeys(wrt)}
+    if order == 0:
+        return _taylor_univariate(graph, None, 0, point, bk, npoints)
     if len(counts) == 1:
         return _taylor_univariate(graph, wrt[0], order, point, bk, npoints)
     return _taylor_mixed(graph, counts, point, bk, npoints)
@@ -299,27 +301,11 @@ def gradient_values(
 def hessian_values(
     graph: Graph, wrt: list[str], point: dict[str, np.ndarray], bk: ops.Backend, npoints: int
 ) -> tuple[np.ndarray, Failure]:
-    """The Hessian by reverse-over-reverse: one recorded gradient sweep, then one sweep per row."""
-    from .tape import Tape
-    from .tensor import Tensor
+    """The Hessian by forward-over-reverse: one reverse sweep on dual numbers for all n directions
+    (see :mod:`gradcli.dual`); exactly symmetric, each pair (i, j), j > i, mirrored from one entry."""
+    from .dual import hessian
 
-    variables = {n: Tensor(point[n]) for n in graph.variables}
-    for n in wrt:
-        variables.setdefault(n, Tensor(bk.zeros((npoints,))))
-    srcs = [variables[n] for n in wrt]
-    with Tape(persistent=True) as outer:
-        outer.watch(srcs)
-        with Tape() as inner:
-            inner.watch(srcs)
-            y = _tensor_eval(graph, variables, bk)
-        grads = inner.gradient(y, srcs, unconnected_gradients="zero")
-    n = len(wrt)
-    out = bk.zeros((npoints, n, n))
-    for i, gi in enumerate(grads):
-        row = outer.gradient(gi, srcs[i:], unconnected_gradients="zero")
-        for j, hij in enumerate(row, start=i):
-            out[:, i, j] = np.broadcast_to(hij.value, (npoints,))
-            out[:, j, i] = out[:, i, j]  # symmetric: each pair computed once
+    out = hessian(graph, wrt, {k: v for k, v in point.items() if k in graph.variables}, bk, npoints)
     return out, _failure_of(graph, out, point, bk, npoints, 2)
 
 

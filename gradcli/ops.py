@@ -178,6 +178,12 @@ def _mp_pow_scalar(x: Any, p: Any) -> Any:
 
 
 # ---- series arithmetic (normalized coefficients, order axis first) ---------------------------------
+# The recurrences are sequential in k (c[k] needs c[0..k-1]), so each is a Python loop over k whose
+# body is a dot product. On one point (the common case) the loop runs on 1-D columns with np.dot; with
+# mpmath numbers (--digits) always point by point with mpmath.fdot, which multiplies exactly and
+# rounds the sum once (more accurate, and ~3x faster than numpy's elementwise object arithmetic);
+# several float64 points use the vectorised form. Every sum over an input series stops at that
+# series' last nonzero coefficient, so a linear argument (exp(2*x), 1+x^2) makes its rule O(K).
 def _zeros_for(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if a.dtype == object:
         out = np.empty(shape, dtype=object)
@@ -186,15 +192,69 @@ def _zeros_for(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.zeros(shape, dtype=np.float64)
 
 
+def _columns(*arrays: np.ndarray) -> list[tuple[np.ndarray, ...]] | None:
+    """Per-point 1-D column views of 2-D arrays of one shape, when the recurrences run point by point
+    (one point, or mpmath numbers); None for the vectorised float64 path."""
+    a = arrays[0]
+    if a.ndim != 2 or (a.dtype != object and a.shape[1] != 1):
+        return None
+    return [tuple(x[:, p] for x in arrays) for p in range(a.shape[1])]
+
+
+def _dot_for(a: np.ndarray) -> Callable[[np.ndarray, np.ndarray], Any]:
+    return mpmath.fdot if a.dtype == object else np.dot
+
+
+def _length(x: np.ndarray) -> int:
+    """One past the last nonzero coefficient (nan counts as nonzero), over all points."""
+    nz = np.flatnonzero(np.any(np.asarray(x != 0, dtype=bool).reshape(x.shape[0], -1), axis=1))
+    return int(nz[-1]) + 1 if nz.size else 0
+
+
+def _finite(x: np.ndarray) -> bool:
+    if x.dtype == object:
+        return all(mpmath.isfinite(v) for v in x.flat)
+    return bool(np.isfinite(x).all())
+
+
+def _rsum(x: np.ndarray, y: np.ndarray, k: int, m: int, dot: Callable[..., Any] | None) -> Any:
+    """``sum_{j=1..min(k, m-1)} x[j] y[k-j]``: x's coefficients past ``m`` are zero. ``dot`` works on
+    1-D columns; None means the vectorised form over the points axis."""
+    hi = max(min(k, m - 1) + 1, 1)
+    ys = y[k - hi + 1 : k][::-1]
+    if dot is not None:
+        return dot(x[1:hi], ys)
+    return (x[1:hi] * ys).sum(axis=0)
+
+
+def _ratios(u: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """``prod_{i=1..k} step / i`` for k = 1..K (shape (K, ...)): the series of a function of a linear
+    argument u0 + step t, whose rule is then a closed form instead of a loop."""
+    return np.cumprod(step / _orders(u.shape[0], u)[1:], axis=0)
+
+
 def cauchy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The truncated product of two series: ``c[k] = sum_j a[j] * b[k-j]`` for k <= K."""
     n = a.shape[0]
     shape = np.broadcast_shapes(a.shape, b.shape)
-    if a.dtype != object and b.dtype != object and len(shape) == 2 and shape[1] == 1:
+    obj = a.dtype == object or b.dtype == object
+    if not obj and len(shape) == 2 and shape[1] == 1:
         return np.convolve(a[:, 0], b[:, 0])[:n, None]
-    dtype_src = a if a.dtype == object else b
-    c = _zeros_for(dtype_src, shape)
-    for j in range(n):
+    # zeros past the last nonzero coefficient are skipped, unless the other side has inf or nan
+    # (0 * inf must stay nan: a pole inside a composite rule may not vanish)
+    la, lb = (_length(a), _length(b)) if _finite(a) and _finite(b) else (n, n)
+    if la > lb:  # loop over the shorter series
+        a, b, la, lb = b, a, lb, la
+    a, b = np.broadcast_to(a, shape), np.broadcast_to(b, shape)
+    c = _zeros_for(a if a.dtype == object else b, shape)
+    cols = _columns(a, b, c) if obj else None
+    if cols is not None:
+        for ac, bc, cc in cols:
+            for k in range(min(n, la + lb - 1)):
+                lo, hi = max(0, k - lb + 1), min(k, la - 1) + 1
+                cc[k] = mpmath.fdot(ac[lo:hi], bc[k - hi + 1 : k - lo + 1][::-1])
+        return c
+    for j in range(min(n, la)):
         c[j:] += a[j] * b[: n - j]
     return c
 
@@ -202,10 +262,24 @@ def cauchy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def div_series(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a / b``: ``q[k] = (a[k] - sum_{j=1..k} b[j] q[k-j]) / b[0]`` (Griewank & Walther, Table 13.1)."""
     shape = np.broadcast_shapes(a.shape, b.shape)
+    a, b = np.broadcast_to(a, shape), np.broadcast_to(b, shape)
     q = _zeros_for(a if a.dtype == object else b, shape)
-    q[0] = a[0] / b[0]
-    for k in range(1, shape[0]):
-        q[k] = (a[k] - (b[1 : k + 1] * q[k - 1 :: -1]).sum(axis=0)) / b[0]
+    m = _length(b)
+    cols = _columns(a, b, q)
+    if cols is None:
+        q[0] = a[0] / b[0]
+        for k in range(1, shape[0]):
+            q[k] = (a[k] - _rsum(b, q, k, m, None)) / b[0]
+        return q
+    dot = _dot_for(q)
+    for ac, bc, qc in cols:
+        b0 = bc[0]
+        if dot is mpmath.fdot and b0 == 0:  # mpmath raises where float64 gives inf: the same nan
+            qc[:] = mpmath.mpf("nan")
+            continue
+        qc[0] = ac[0] / b0
+        for k in range(1, shape[0]):
+            qc[k] = (ac[k] - _rsum(bc, qc, k, m, dot)) / b0
     return q
 
 
@@ -235,9 +309,29 @@ def _ode_pair(u: np.ndarray, a0: Any, b0: Any, sign: int) -> tuple[np.ndarray, n
     b = _zeros_for(u, u.shape)
     a[0], b[0] = a0, b0
     w = u * _orders(n, u)
-    for k in range(1, n):
-        a[k] = (w[1 : k + 1] * b[k - 1 :: -1]).sum(axis=0) / k
-        b[k] = sign * (w[1 : k + 1] * a[k - 1 :: -1]).sum(axis=0) / k
+    m = _length(u)
+    if m <= 2 and n > 1:
+        # linear argument: the derivatives cycle through (a0, b0, sign a0, sign b0)
+        r = _ratios(u, u[1])
+        k = np.arange(1, n)
+        if sign < 0:
+            cycle_a, cycle_b = [a0, b0, -a0, -b0], [b0, -a0, -b0, a0]
+        else:
+            cycle_a, cycle_b = [a0, b0], [b0, a0]
+        a[1:] = r * np.stack(np.broadcast_arrays(*cycle_a))[k % len(cycle_a)]
+        b[1:] = r * np.stack(np.broadcast_arrays(*cycle_b))[k % len(cycle_b)]
+        return a, b
+    cols = _columns(w, a, b)
+    if cols is None:
+        for k in range(1, n):
+            a[k] = _rsum(w, b, k, m, None) / k
+            b[k] = sign * _rsum(w, a, k, m, None) / k
+        return a, b
+    dot = _dot_for(a)
+    for wc, ac, bc in cols:
+        for k in range(1, n):
+            ac[k] = _rsum(wc, bc, k, m, dot) / k
+            bc[k] = sign * _rsum(wc, ac, k, m, dot) / k
     return a, b
 
 
@@ -247,8 +341,19 @@ def exp_series(u: np.ndarray, v0: Any) -> np.ndarray:
     v = _zeros_for(u, u.shape)
     v[0] = v0
     w = u * _orders(n, u)
-    for k in range(1, n):
-        v[k] = (w[1 : k + 1] * v[k - 1 :: -1]).sum(axis=0) / k
+    m = _length(u)
+    if m <= 2 and n > 1:  # linear argument: v[k] = v0 u1^k / k!
+        v[1:] = v[0] * _ratios(u, u[1])
+        return v
+    cols = _columns(w, v)
+    if cols is None:
+        for k in range(1, n):
+            v[k] = _rsum(w, v, k, m, None) / k
+        return v
+    dot = _dot_for(v)
+    for wc, vc in cols:
+        for k in range(1, n):
+            vc[k] = _rsum(wc, vc, k, m, dot) / k
     return v
 
 
@@ -275,27 +380,62 @@ def pow_series(bk: Backend, u: np.ndarray, p: Any) -> np.ndarray:
         return result
     n = u.shape[0]
     v = _zeros_for(u, u.shape)
+    m = _length(u)
     with np.errstate(all="ignore"):
         v[0] = bk.call(POW, u[0], p=p)
+        if n == 1:
+            return v
         j = _orders(n, u)
-        for k in range(1, n):
-            coef = (p + 1) * j[1 : k + 1] - k
-            v[k] = (coef * u[1 : k + 1] * v[k - 1 :: -1]).sum(axis=0) / (k * u[0])
+        if m <= 2 and (u.dtype != object or np.all(u[0] != 0)):
+            # linear argument: v[k] = v[k-1] (p - k + 1)/k u1/u0, a binomial series
+            v[1:] = v[0] * np.cumprod((p + 1 - j[1:]) / j[1:] * (u[1] / u[0]), axis=0)
+            return v
+        cols = _columns(u, v)
+        if cols is None:
+            for k in range(1, n):
+                hi = min(k, m - 1) + 1
+                coef = (p + 1) * j[1:hi] - k
+                v[k] = (coef * u[1:hi] * v[k - hi + 1 : k][::-1]).sum(axis=0) / (k * u[0])
+            return v
+        if u.dtype != object:
+            jj = j[:, 0]
+            for uc, vc in cols:
+                for k in range(1, n):
+                    hi = min(k, m - 1) + 1
+                    vc[k] = np.dot(((p + 1) * jj[1:hi] - k) * uc[1:hi], vc[k - hi + 1 : k][::-1]) / (k * uc[0])
+            return v
+        # mpmath: (p+1) sum j u[j] v[k-j] - k sum u[j] v[k-j], both sums exact, combined with extra bits
+        with mpmath.workprec(mpmath.mp.prec + 64):
+            for uc, vc in cols:
+                if uc[0] == 0:  # no derivatives (mpmath would raise where float64 gives inf)
+                    vc[1:] = mpmath.mpf("nan")
+                    continue
+                wc = uc * j[:, 0]
+                for k in range(1, n):
+                    vc[k] = ((p + 1) * _rsum(wc, vc, k, m, mpmath.fdot) - k * _rsum(uc, vc, k, m, mpmath.fdot)) / (
+                        k * uc[0]
+                    )
     return v
 
 
 def _compose_known(u: np.ndarray, coeffs: list[Any]) -> np.ndarray:
     """sum_m coeffs[m] * (u - u[0])**m by Horner, for functions whose own Taylor coefficients at u[0]
-    are known in closed form (polygamma); O(K^3) but only used by gamma-family rules."""
+    are known in closed form (polygamma): O(K^3) in general, O(K^2) when u is linear (u0 + a t)."""
     d = u.copy()
     d[0] = d[0] * 0
+    if _length(d) <= 2:  # (a t)^m = a^m t^m
+        out = _zeros_for(u, u.shape)
+        power = None
+        for m, c in enumerate(coeffs[: u.shape[0]]):
+            out[m] = c if power is None else c * power
+            if m + 1 < u.shape[0]:
+                power = d[1] if power is None else power * d[1]
+        return out
     out = _const_like(u, coeffs[-1])
     for c in reversed(coeffs[:-1]):
         out = cauchy(out, d)
         out[0] = out[0] + c
     return out
-
-
 def _polygamma_coeffs(bk: Backend, x0: Any, first: int, count: int) -> list[Any]:
     """psi^(first+m)(x0) / m! for m < count: the Taylor coefficients of polygamma(first, .) at x0."""
     return [bk.call(POLYGAMMA, x0, n=first + m) / bk.factorial(m) for m in range(count)]

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 import mpmath
 
 from .check import CheckResult
-from .commands import Job, Row
+from .commands import Block, Job, Row
 
 __all__ = ["Renderer", "number", "json_number"]
 
@@ -119,6 +119,51 @@ class Renderer:
             self._table()
         self.stream.flush()
 
+    def block(self, block: Block) -> None:
+        """Write one chunk of ``--points`` rows and flush, so output streams: plain float64 values in one
+        vectorised pass (``repr(float)``, as :meth:`row` writes them), a table per chunk, other formats
+        row by row. A row outside the domain reads ``nan`` (JSON: null, with "error")."""
+        if self.fmt == "plain" and not self.show_symbolic and block.values.dtype != object:
+            self.stream.write(_plain_block(block))
+        elif self.fmt == "table":
+            self._points_table(block)
+        else:
+            for i in range(block.chunk.size):
+                self.row(block.row(i))
+        self.stream.flush()
+
+    def _points_table(self, block: Block) -> None:
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+
+        console = Console(file=self.stream, color_system="auto" if self.color is not False else None,
+                          force_terminal=self.color, highlight=False)
+        job, d = self.job, self.job.digits
+        table = Table(title=escape("f = " + ", ".join(p.text for p in job.preps)), title_justify="left")
+        table.add_column("line", justify="right", style="dim")
+        for v in self.variables:
+            table.add_column(escape(v), justify="right")
+        for label in self._row_labels():
+            table.add_column(escape(label), justify="right")
+        if job.check:
+            table.add_column("check", justify="center")
+        failed = block.check_failed
+        for i in range(block.chunk.size):
+            row = block.row(i)
+            cells = [str(row.line)] + [number(row.at[v], d) if v in row.at else "" for v in self.variables]
+            cells += [number(v, d) for v in self._flat(row.value)]
+            if job.check:
+                if row.error is not None:
+                    cells.append("[red]not finite[/]")
+                elif failed[i]:
+                    cells.append("[red]✗ MISMATCH[/]")
+                else:
+                    marks = {_mark(c) for c in row.checks or []}
+                    cells.append(" ".join(sorted(marks)) or "—")
+            table.add_row(*cells)
+        console.print(table)
+
     def _flat(self, value: Any) -> list[Any]:
         if isinstance(value, list):
             return [x for v in value for x in self._flat(v)]
@@ -146,6 +191,8 @@ class Renderer:
             obj["coefficients"] = _nested(row.extra["coefficients"], lambda v: json_number(v, d))
         if row.line is not None:
             obj["line"] = row.line
+        if row.error is not None:  # a --points row outside the domain: "value" is null
+            obj["error"] = row.error.message
         obj["check"] = _check_json(row.checks, self._vector, d)
         if self.show_symbolic:
             sym = self._symbolic()
@@ -206,6 +253,10 @@ class Renderer:
         for row in self._rows:
             where = ", ".join(f"{k} = {number(v, d)}" for k, v in row.at.items())
             title = escape(f"f = {exprs}" + (f"  at  {where}" if where else ""))
+            if job.command in ("hessian", "jacobian"):
+                for table in self._matrix_tables(row, title):
+                    console.print(table)
+                continue
             table = Table(title=title, title_justify="left")
             labels = self._row_labels()
             table.add_column("derivative", style="bold")
@@ -237,6 +288,56 @@ class Renderer:
                 table.caption = escape("; ".join(sorted(notes)))
             console.print(table)
 
+    def _matrix_tables(self, row: Row, title: str) -> list[Any]:
+        """A Hessian or Jacobian as a matrix: a row per gradient entry (per expression), a column per
+        variable; each cell the value and its check mark (with sympy's value when they disagree).
+        With --show-symbolic, a second matrix holds the symbolic derivatives."""
+        from rich.markup import escape
+        from rich.table import Table
+
+        job, d = self.job, self.job.digits
+        rows, cols = self._matrix_labels()
+        corner = "∂²f" if job.command == "hessian" else "J"
+        values = Table(title=title, title_justify="left")
+        values.add_column(corner, style="bold")
+        for c in cols:
+            values.add_column(escape(c), justify="right")
+        for i, (label, entries) in enumerate(zip(rows, row.value)):
+            cells = [escape(label)]
+            for j, v in enumerate(entries):
+                text = number(v, d)
+                check = row.checks[i * len(cols) + j] if row.checks else None
+                if job.check:
+                    text += " " + _mark(check)
+                    if check is not None and check.ok is False and check.value is not None:
+                        text += f" (sympy {number(check.value if d else float(check.value), d)})"
+                cells.append(text)
+            values.add_row(*cells)
+        notes = {c.skipped for c in (row.checks or []) if c.skipped}
+        if notes:
+            values.caption = escape("; ".join(sorted(notes)))
+        tables = [values]
+        if self.show_symbolic:
+            symbolic = self._symbolic()
+            sym = Table(title="symbolic derivatives", title_justify="left")
+            sym.add_column(corner, style="bold")
+            for c in cols:
+                sym.add_column(escape(c))
+            for i, label in enumerate(rows):
+                sym.add_row(escape(label), *(escape(symbolic[i * len(cols) + j] or "?") for j in range(len(cols))))
+            tables.append(sym)
+        return tables
+
+    def _matrix_labels(self) -> tuple[list[str], list[str]]:
+        """Row and column labels of a matrix table: entry (i, j) is d(row i)/d(column j)."""
+        job = self.job
+        cols = [f"∂/∂{w}" for w in job.wrt]
+        if job.command == "hessian":
+            return [f"∂f/∂{w}" for w in job.wrt], cols
+        if len(job.preps) == 1:
+            return [f"f = {job.preps[0].text}"], cols
+        return [f"f{_sub(i + 1)} = {p.text}" for i, p in enumerate(job.preps)], cols
+
     def _row_labels(self) -> list[str]:
         job = self.job
         if job.command in ("d", "grad", "taylor"):
@@ -244,6 +345,10 @@ class Renderer:
         if job.command == "hessian":
             return [f"∂²f/∂{a}∂{b}" if a != b else f"∂²f/∂{a}²" for a in job.wrt for b in job.wrt]
         return [f"∂f{i + 1}/∂{w}" for i in range(len(job.preps)) for w in job.wrt]
+
+
+def _sub(n: int) -> str:
+    return str(n).translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
 
 
 def _mark(c: CheckResult | None) -> str:
@@ -264,3 +369,19 @@ def render_to_string(job: Job, rows: list[Row], fmt: str, **kw: Any) -> str:
         r.row(row)
     r.close()
     return buf.getvalue()
+
+
+def _plain_block(block: Block) -> str:
+    """A chunk's float64 values in plain format: one line per row (taylor: two), ``repr(float)``."""
+    n = block.chunk.size
+    if n == 0:
+        return ""
+    flat = block.values.reshape(n, -1)
+    if flat.shape[1] == 1:
+        lines = list(map(repr, flat[:, 0].tolist()))
+    else:
+        lines = [" ".join(map(repr, r)) for r in flat.tolist()]
+    if block.job.command == "taylor":
+        coeffs = [" ".join(map(repr, r)) for r in block.extra["coefficients"].reshape(n, -1).tolist()]
+        lines = [x for pair in zip(lines, coeffs) for x in pair]
+    return "\n".join(lines) + "\n"
