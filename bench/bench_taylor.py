@@ -185,7 +185,8 @@ def main() -> None:
         for c in CASES:
             r = results[(c.name, k)]
             ratio = f"{r['sympy'] / r['engine']:.0f}x" if r["sympy"] else ""
-            cells.append(f"{fmt_ms(r['engine']):>11} {fmt_ms(r['sympy']):>9} {ratio:>7} {r['err']:>8.1e} {r['form']:>7}")
+            cells.append(f"{fmt_ms(r['engine']):>11} {fmt_ms(r['sympy']):>9} {ratio:>7} {r['err']:>8.1e} "
+                         f"{r['form']:>7}")
         print(f"{k:>5} | " + " | ".join(cells))
     print()
     print("f1 = exp(sin(x))*log(1+x^2) at 0.5, f2 = x*sin(x)/(1+x^2) at 0.7, f3 = 1/(1+exp(-x)) at 0.3.")
@@ -211,7 +212,8 @@ def main() -> None:
         with mpmath.workdps(60):  # what --digits 50 runs at (50 + 10 guard digits)
             bk = ops.mp_backend(60)
             point, _ = point_arrays({"x": parse_constant(at_text)}, bk)
-            secs, (vals, _) = median_time(lambda: derivative_values(prep.graph, ["x"] * 300, point, bk, 1), 3)
+            secs, (vals, _) = median_time(
+                lambda g=prep.graph, p=point, b=bk: derivative_values(g, ["x"] * 300, p, b, 1), 3)
             printed = number(vals[0], 50)  # the 50 significant digits gradcli prints
         with mpmath.workdps(100):
             ref = ref_fn()
@@ -271,7 +273,7 @@ def main() -> None:
     case = next(c for c in CASES if c.name == worst[0])
     size = float(abs(r[worst]["ref"]) / mpmath.factorial(worst[1]) * case.radius(mpmath.mpf(case.at)) ** worst[1])
     print(f"  (the largest error, {worst[0]} at k={worst[1]}, is where |f^(k)/k!| R^k = {size:.1e}: a near-zero of")
-    print("   the derivative, whose relative error grows like 1/that; the engine's absolute error is at rounding level)")
+    print("   the derivative, whose relative error grows like 1/that; the absolute error is at rounding level)")
     print(f"  >= 45 correct digits at k=300, --digits 50: {min(digits, 50):<28.1f} {verdict(digits >= 45)}")
     print(f"  mixed x:4,y:4,z:4 under 50 ms:              {f'{msecs * 1e3:.2f} ms':<28} {verdict(msecs < 0.050)}")
 

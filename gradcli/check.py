@@ -30,6 +30,8 @@ SMALL = 1e-12
 HIGH_ORDER = 20
 #: A symbolic derivative larger than this many tree nodes is not evaluated (it would not finish).
 MAX_SYMBOLIC_NODES = 20_000
+#: mpmath.diff works at about (order + 1) x 20 digits: beyond this order it cannot finish in any budget.
+MAX_NUMERIC_ORDER = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,28 +99,61 @@ def _evaluate(d: sympy.Expr, point: dict[str, Any], dps: int) -> Any:
         return mpmath.mpf(sympy.Float(val, dps)._mpf_)
 
 
-def _numeric_derivative(graph: Graph, wrt: list[str], point: dict[str, Any], dps: int) -> Any:
-    """mpmath.diff of the forward evaluation: finite differences, mpmath picks step and precision."""
-    names = sorted(set(wrt))
-    counts = [wrt.count(n) for n in names]
+class _Expired(Exception):
+    """Raised inside an abandoned numerical check to stop it (it is never seen by the caller)."""
+
+
+def _forward(graph: Graph, names: list[str], point: dict[str, Any], dps: int,
+             expired: Callable[[], bool] | None) -> Callable[..., Any]:
+    """The plain forward evaluation on mpmath numbers as a function of ``names`` (others fixed at
+    ``point``); it stops the computation once ``expired()`` says the budget ran out."""
     bk = ops.mp_backend(dps)
 
     def f(*xs: Any) -> Any:
+        if expired is not None and expired():
+            raise _Expired
         env = dict(point)
         env.update(zip(names, xs))
         vals = walk(
             graph,
             lambda n: np.asarray([mpmath.mpf(env[n])], dtype=object),
             lambda c: np.asarray([bk.scalar(c)], dtype=object),
-            lambda i, p, args, params: bk.call(p, *args, **{k: (bk.scalar(v) if k == "p" else v) for k, v in params.items()}),
+            lambda i, p, args, params: bk.call(p, *args, **{k: (bk.scalar(v) if k == "p" else v)
+                                                                for k, v in params.items()}),
         )
         return vals[graph.output][0]
 
+    return f
+
+
+def _numeric_derivative(graph: Graph, wrt: list[str], point: dict[str, Any], dps: int,
+                        expired: Callable[[], bool] | None = None) -> Any:
+    """mpmath.diff of the forward evaluation: finite differences, mpmath picks step and precision
+    (it works at about (order + 1) times ``dps`` digits, so its cost grows fast with the order)."""
+    names = sorted(set(wrt))
+    counts = [wrt.count(n) for n in names]
+    f = _forward(graph, names, point, dps, expired)
     with mpmath.workdps(dps):
         x0 = [mpmath.mpf(point[n]) for n in names]
+        if not names:
+            return f()
         if len(names) == 1:
             return mpmath.diff(f, x0[0], counts[0])
         return mpmath.diff(f, tuple(x0), tuple(counts))
+
+
+def _numeric_derivatives(graph: Graph, var: str, point: dict[str, Any], order: int, dps: int,
+                         expired: Callable[[], bool] | None = None) -> list[Any]:
+    """f, f', ..., f^(order) at ``point`` by mpmath.diffs: every order from one set of function values."""
+    f = _forward(graph, [var], point, dps, expired)
+    with mpmath.workdps(dps):
+        return list(mpmath.diffs(f, mpmath.mpf(point.get(var, 0)), order))
+
+
+def _numeric_dps(value: Any, dps: int) -> int:
+    """Digits for the numerical check: float64 values need ~20 (mpmath.diff's cost grows with them);
+    --digits values the full ``dps``."""
+    return dps if isinstance(value, mpmath.mpf) else min(dps, 20)
 
 
 def _bounded(fn: Callable[[Callable[[], bool]], Any], timeout: float) -> tuple[bool, Any]:
@@ -151,9 +186,14 @@ class Oracle:
     """sympy's derivative of ``expr`` along ``wrt``, computed once (within ``timeout`` s) and then
     evaluated at any number of points; :meth:`check` compares an engine value with it."""
 
-    def __init__(self, expr: sympy.Expr, graph: Graph, wrt: list[str], timeout: float) -> None:
+    def __init__(self, expr: sympy.Expr, graph: Graph, wrt: list[str], timeout: float, *,
+                 chain: TaylorChain | None = None) -> None:
         self.expr, self.graph, self.wrt, self.timeout = expr, graph, list(wrt), timeout
         self._fns: dict[str, Any] = {}  # lambdified derivative per module set (check_many)
+        self._chain = chain  # gradcli taylor: every order shares one chain (see TaylorChain)
+        if chain is not None:
+            self.symbolic, self.skipped = chain.symbolic_of(len(self.wrt))
+            return
         # Beyond order ~20 sympy's derivative of most expressions grows too fast to finish, so it gets a
         # fifth of the budget and the independent numerical check keeps the rest.
         budget = timeout if len(wrt) <= HIGH_ORDER else timeout / 5
@@ -170,6 +210,8 @@ class Oracle:
 
     def check(self, point: dict[str, Any], value: Any, *, tol: float, dps: int = 30) -> CheckResult:
         """Compare ``value`` (the engine's) with the oracle at ``point`` (exact binary/mpf values)."""
+        if self._chain is not None:
+            return self._chain.check(self, point, value, tol=tol, dps=dps)
         if self.symbolic is not None:
             done, oracle = _bounded(lambda expired: _evaluate(self.symbolic, point, dps), self.timeout)
             if not done:
@@ -177,11 +219,14 @@ class Oracle:
                                    skipped=f"evaluating sympy's derivative took over {self.timeout:g} s")
             err = rel_err(value, oracle)
             return CheckResult(ok=err <= tol, symbolic=self.symbolic_text, value=oracle, rel_err=err)
-        if len(self.wrt) > 400:
-            return CheckResult(ok=None, skipped=self.skipped)
-        done, oracle = _bounded(lambda expired: _numeric_derivative(self.graph, self.wrt, point, dps), self.timeout)
+        if len(self.wrt) > MAX_NUMERIC_ORDER:
+            return CheckResult(ok=None, skipped=f"{self.skipped}; no numerical check beyond order {MAX_NUMERIC_ORDER}")
+        ndps = _numeric_dps(value, dps)
+        done, oracle = _bounded(lambda expired: _numeric_derivative(self.graph, self.wrt, point, ndps, expired),
+                                self.timeout)
         if not done:
-            return CheckResult(ok=None, skipped=f"{self.skipped}; mpmath.diff did not finish either")
+            return CheckResult(ok=None, skipped=f"{self.skipped}; mpmath.diff did not finish within {self.timeout:g} s "
+                                                "either")
         err = rel_err(value, oracle)
         return CheckResult(ok=err <= tol, value=oracle, rel_err=err, skipped=self.skipped, method="mpmath.diff")
 
@@ -317,6 +362,98 @@ class Oracle:
             batch.status[rows[done:]] = -1
             batch.skipped[0] = (f"the check's budget of {self.timeout:g} s (--check-timeout) ran out after "
                                 f"{done} of {rows.size} rows of a chunk; the rest were not checked")
+
+
+class TaylorChain:
+    """The check of ``gradcli taylor``: one budget for every order 0..N instead of N+1 separate oracles.
+
+    sympy differentiates once, incrementally (d_k = d/dx d_(k-1)), for at most ``timeout`` s (a fifth of
+    it when N > 20, as for one derivative); at each point the derivatives it reached are evaluated
+    within one shared ``timeout``, and every other order is compared with one ``mpmath.diffs`` run (all
+    orders from one set of forward evaluations at raised precision), itself bounded by ``timeout``.
+    Orders that neither reached are reported as skipped, with the reason. At most about three times
+    ``timeout`` in all, however large N.
+
+    >>> import sympy
+    >>> from gradcli.graph import lower
+    >>> from gradcli.parse import symbol
+    >>> f = symbol("x") ** 3
+    >>> chain = TaylorChain(f, lower(f), "x", 4, 5.0)
+    >>> [chain.oracle(k).check({"x": 3.0}, v, tol=1e-8).ok for k, v in enumerate([27.0, 27.0, 18.0, 6.0, 0.0])]
+    [True, True, True, True, True]
+    """
+
+    def __init__(self, expr: sympy.Expr, graph: Graph, var: str, order: int, timeout: float) -> None:
+        self.expr, self.graph, self.var, self.order, self.timeout = expr, graph, var, order, timeout
+        self.budget = timeout if order <= HIGH_ORDER else timeout / 5
+        found: list[sympy.Expr] = [expr]
+        why: list[str] = []
+        done, _ = _bounded(lambda expired: self._differentiate(found, why, expired), self.budget)
+        self.symbolic = list(found)  # a snapshot: an abandoned run may still append
+        reached = len(self.symbolic) - 1
+        if why:
+            self.why = why[0]
+        elif reached < order:
+            self.why = f"sympy's derivatives reached order {reached} of {order} within {self.budget:g} s"
+        else:
+            self.why = None
+        self._evaluation_deadline: dict[Any, float] = {}
+        self._numeric: dict[Any, list[Any] | None] = {}
+        self._oracles: dict[int, Oracle] = {}
+
+    def _differentiate(self, found: list[sympy.Expr], why: list[str], expired: Callable[[], bool]) -> None:
+        from .parse import symbol
+
+        x = symbol(self.var)
+        d = self.expr
+        for k in range(1, self.order + 1):
+            if d != 0:
+                d = sympy.diff(d, x)
+                size = sum(1 for _ in sympy.preorder_traversal(d))
+                if size > MAX_SYMBOLIC_NODES:
+                    why.append(f"sympy's derivative of order {k} has {size} nodes, too large to evaluate")
+                    return
+            if expired():
+                return
+            found.append(d)
+
+    def symbolic_of(self, k: int) -> tuple[sympy.Expr | None, str | None]:
+        """sympy's k-th derivative, or (None, why it is missing)."""
+        return (self.symbolic[k], None) if k < len(self.symbolic) else (None, self.why)
+
+    def oracle(self, k: int) -> Oracle:
+        """The :class:`Oracle` of order k (cached)."""
+        if k not in self._oracles:
+            self._oracles[k] = Oracle(self.expr, self.graph, [self.var] * k, self.timeout, chain=self)
+        return self._oracles[k]
+
+    def check(self, oracle: Oracle, point: dict[str, Any], value: Any, *, tol: float, dps: int) -> CheckResult:
+        """:meth:`Oracle.check` for order ``len(oracle.wrt)`` within the chain's shared budgets."""
+        k = len(oracle.wrt)
+        key = tuple(sorted((n, repr(v)) for n, v in point.items()))
+        why = oracle.skipped
+        if oracle.symbolic is not None:
+            deadline = self._evaluation_deadline.setdefault(key, _now() + self.timeout)
+            done, got = _bounded(lambda expired: _evaluate(oracle.symbolic, point, dps), deadline - _now())
+            if done:
+                err = rel_err(value, got)
+                return CheckResult(ok=err <= tol, symbolic=oracle.symbolic_text, value=got, rel_err=err)
+            why = f"evaluating sympy's derivatives at this point took over {self.timeout:g} s"
+        if self.order > MAX_NUMERIC_ORDER:
+            return CheckResult(ok=None, skipped=f"{why}; no numerical check beyond order {MAX_NUMERIC_ORDER}")
+        ndps = _numeric_dps(value, dps)
+        nkey = (key, ndps)
+        if nkey not in self._numeric:
+            done, series = _bounded(
+                lambda expired: _numeric_derivatives(self.graph, self.var, point, self.order, ndps, expired),
+                self.timeout,
+            )
+            self._numeric[nkey] = series if done else None
+        series = self._numeric[nkey]
+        if series is None:
+            return CheckResult(ok=None, skipped=f"{why}; mpmath.diffs did not finish within {self.timeout:g} s either")
+        err = rel_err(value, series[k])
+        return CheckResult(ok=err <= tol, value=series[k], rel_err=err, skipped=why, method="mpmath.diffs")
 
 
 def run_check(

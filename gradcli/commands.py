@@ -12,7 +12,7 @@ import mpmath
 import numpy as np
 
 from . import ops
-from .check import CheckBatch, CheckResult, Oracle, close, rel_err
+from .check import CheckBatch, CheckResult, Oracle, TaylorChain, close, rel_err
 from .derive import (
     Prepared,
     derivative_values,
@@ -59,7 +59,7 @@ class Job:
     tol: float = 1e-8
     check_timeout: float = 5.0
     order: int = 0  # taylor
-    oracles: dict[Any, Oracle] = field(default_factory=dict)
+    oracles: dict[Any, Oracle | TaylorChain] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
@@ -73,6 +73,13 @@ class Job:
     def oracle(self, key: Any, prep: Prepared, wrt: list[str]) -> Oracle:
         """The symbolic derivative for one entry, computed once per job (cached across chunks)."""
         found = self.oracles.get(key)
+        if found is None and self.command == "taylor":
+            # every order shares one incremental differentiation and one numerical run per point
+            chain = self.oracles.get(("t-chain",))
+            if chain is None:
+                chain = self.oracles[("t-chain",)] = TaylorChain(prep.expr, prep.graph, self.wrt[0], self.order,
+                                                                 self.check_timeout)
+            found = self.oracles[key] = chain.oracle(len(wrt))
         if found is None:
             found = self.oracles[key] = Oracle(prep.expr, prep.graph, wrt, self.check_timeout)
         return found

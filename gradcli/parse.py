@@ -1,9 +1,13 @@
-"""Text to values, safely: EXPR and ``--at`` through a whitelist over Python's syntax tree.
+"""Text to values, safely: EXPR and ``--at`` values to sympy, ``--wrt`` to a list of names.
 
-Nothing here evaluates user text: ``ast.parse`` only builds a tree, the walk below accepts numbers,
-names, ``+ - * / **`` (``^`` is power), unary minus and calls of the registry's functions, and builds
-the sympy objects itself. Sizes are bounded before sympy computes anything (length, depth, node count,
-literal size, numeric powers), so hostile input is refused in milliseconds.
+Nothing here is ever executed as code. EXPR goes through ``ast.parse(mode="eval")`` (with ``^`` read as
+``**``), the tree is checked against an explicit whitelist (numbers, names, ``+ - * / **``, unary
+minus, calls of :data:`gradcli.ops.FUNCTIONS` with positional arguments), and the sympy expression is
+built from the checked nodes. Work is bounded before sympy sees it: text length, parenthesis and tree
+depth, node count, literal size, and, for every constant subexpression, the size of its value
+(estimated with a 64-bit mpmath approximation) and of the exact numbers sympy would compute.
+Every refusal is an :class:`~gradcli.errors.InputError` with a one-line message naming the token and,
+for EXPR, its 1-based column.
 """
 
 from __future__ import annotations
@@ -11,320 +15,514 @@ from __future__ import annotations
 import ast
 import keyword
 import math
-from typing import Any
+import re
+import warnings
+from dataclasses import dataclass
 
+import mpmath
 import sympy
 
 from .errors import InputError
-from .ops import FUNCTIONS
+from .ops import FUNCTIONS, Function
 
-__all__ = ["symbol", "parse_expr", "parse_constant", "parse_wrt", "parse_at", "MAX_ORDER"]
+__all__ = ["MAX_ORDER", "symbol", "parse_expr", "parse_constant", "parse_wrt", "parse_at"]
 
-MAX_LENGTH = 10_000
-MAX_DEPTH = 200
-MAX_NODES = 5_000
-MAX_LITERAL_DIGITS = 100
-MAX_RESULT_DIGITS = 10_000  # a numeric power may have at most this many digits
-MAX_EXPONENT = 10**6  # |n| in x**n for a non-constant base
-MAX_ORDER = 100_000
+MAX_LENGTH = 10_000  # characters of EXPR
+MAX_DEPTH = 200  # nesting levels (parentheses, calls, powers, unary signs)
+MAX_NODES = 5_000  # syntax-tree nodes
+MAX_LITERAL_DIGITS = 100  # digits in one written number
+MAX_MAGNITUDE = 10_000  # |log10| of any constant's value: beyond it, refused as out of range
+MAX_DIGITS = 4_000  # digits of an exact rational sympy may build (CPython cannot print ints > 4300 digits)
+MAX_ROOT_DIGITS = 100  # sympy factors a number to take its root: ~1 ms at 100 digits, minutes at 10^4
+MAX_GAMMA_ARG = 1_000  # sympy evaluates gamma/loggamma of rationals exactly, through factorials
+MAX_EXPONENT = 10**6  # |k| in base**k for a base with variables
+MAX_ORDER = 100_000  # total differentiation order accepted by parse_wrt
 
-_CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "E": sympy.E}
-_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+_CONSTANTS = {"pi": (sympy.pi, mpmath.pi), "E": (sympy.E, mpmath.e)}
+_SYMPY_NAMES = frozenset(name for name in dir(sympy) if len(name) > 1 and name[0].isupper())
+_FACTORIAL_LIKE = frozenset({"gamma", "loggamma"})
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9_]*|\*\*|//|\S")
+_ADDITIVE, _MULTIPLICATIVE = (ast.Add, ast.Sub), (ast.Mult, ast.Div)
 _REFUSED = {
-    ast.Attribute: "attribute access",
-    ast.Subscript: "subscripts",
-    ast.Lambda: "lambdas",
-    ast.Compare: "comparisons",
-    ast.BoolOp: "boolean operators",
-    ast.IfExp: "conditional expressions",
-    ast.ListComp: "comprehensions",
-    ast.SetComp: "comprehensions",
-    ast.DictComp: "comprehensions",
-    ast.GeneratorExp: "comprehensions",
-    ast.List: "lists",
-    ast.Tuple: "tuples",
-    ast.Set: "sets",
-    ast.Dict: "dicts",
-    ast.JoinedStr: "f-strings",
-    ast.Starred: "starred arguments",
-    ast.NamedExpr: "assignment expressions",
-    ast.Await: "await",
-    ast.Yield: "yield",
-    ast.YieldFrom: "yield",
-}
+    ast.Attribute: "attribute access", ast.Subscript: "subscript", ast.Starred: "'*' unpacking",
+    ast.Lambda: "lambda", ast.IfExp: "conditional expression", ast.Compare: "comparison",
+    ast.BoolOp: "boolean operator", ast.NamedExpr: "assignment ':='", ast.JoinedStr: "f-string",
+    ast.Tuple: "tuple (commas only separate function arguments)", ast.List: "list", ast.Set: "set",
+    ast.Dict: "dict", ast.ListComp: "comprehension", ast.SetComp: "comprehension",
+    ast.DictComp: "comprehension", ast.GeneratorExp: "comprehension", ast.Await: "await",
+    ast.Yield: "yield", ast.YieldFrom: "yield", ast.Slice: "slice",
+}  # fmt: skip
 
 
 def symbol(name: str) -> sympy.Symbol:
-    """The variable ``name`` (every variable is real, so |x|' = sign(x) and log(exp(x)) = x)."""
+    """Return the sympy symbol for variable ``name``; every variable is real (``symbol("x")``)."""
     return sympy.Symbol(name, real=True)
 
 
-def _col(node: ast.AST) -> int:
-    return getattr(node, "col_offset", 0) + 1
-
-
-def _sympy_names() -> frozenset[str]:
-    return frozenset(n for n in dir(sympy) if len(n) > 1 and n[0].isupper())
-
-
-_SYMPY_CLASSES = _sympy_names()
-
-
-def check_name(name: str, *, where: str) -> str:
-    """A valid variable name, or an InputError that says why not."""
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise InputError(f"{where}: {name!r} is not a valid variable name")
-    if name.startswith("_"):
-        raise InputError(f"{where}: names starting with '_' are not allowed ({name!r})")
-    if name in _CONSTANTS:
-        raise InputError(f"{where}: {name!r} is a constant, not a variable")
-    if name in FUNCTIONS:
-        raise InputError(f"{where}: {name!r} is a function, not a variable")
-    if name in _SYMPY_CLASSES:
-        raise InputError(f"{where}: {name!r} is a sympy name, not allowed as a variable")
-    return name
-
-
-def _tree(text: str, what: str) -> ast.Expression:
-    if not isinstance(text, str):
-        raise InputError(f"{what} must be text, got {type(text).__name__}")
-    if len(text) > MAX_LENGTH:
-        raise InputError(f"{what} is {len(text)} characters long; the limit is {MAX_LENGTH}")
-    if "\x00" in text:
-        raise InputError(f"{what} contains a NUL character")
-    if not text.strip():
-        raise InputError(f"{what} is empty")
-    # a cheap depth bound before ast.parse, whose recursion a 5000-deep nesting would exhaust
-    depth = deepest = 0
-    for ch in text:
-        if ch in "([{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in ")]}":
-            depth -= 1
-    if deepest > MAX_DEPTH:
-        raise InputError(f"{what} is nested {deepest} parentheses deep; the limit is {MAX_DEPTH}")
-    try:
-        tree = ast.parse(text.strip().replace("^", "**").replace("\n", " "), mode="eval")
-    except SyntaxError as exc:
-        col = (exc.offset or 1) + (len(text) - len(text.lstrip()))
-        raise InputError(f"syntax error in {what} at column {col}: {exc.msg}") from None
-    except (RecursionError, MemoryError, ValueError):
-        raise InputError(f"{what} is too deeply nested to parse") from None
-    count = sum(1 for _ in ast.walk(tree))
-    if count > MAX_NODES:
-        raise InputError(f"{what} has {count} syntax nodes; the limit is {MAX_NODES}")
-    return tree
-
-
-def _digits(value: sympy.Expr) -> float:
-    """log10 of a number's magnitude (0 for zero)."""
-    v = abs(value)
-    if v == 0:
-        return 0.0
-    if isinstance(v, sympy.Rational):
-        return math.log10(int(v.p)) - math.log10(int(v.q)) if v.p < 10**300 and v.q < 10**300 else (
-            len(str(v.p)) - len(str(v.q)))
-    return float(sympy.log(sympy.N(v, 15), 10))
-
-
-def _power(base: sympy.Expr, exp: sympy.Expr, node: ast.AST) -> sympy.Expr:
-    if exp.is_number and (exp.is_Rational or exp.is_Float):
-        if base.is_number and base.is_Rational and base != 0:
-            size = abs(float(exp)) * abs(_digits(base)) if exp.is_Rational else 0.0
-            if size > MAX_RESULT_DIGITS:
-                raise InputError(f"power too large at column {_col(node)}: about 10^{size:.3g} digits")
-        elif not base.is_number and abs(exp) > MAX_EXPONENT:
-            raise InputError(f"exponent too large at column {_col(node)}: |{exp}| > {MAX_EXPONENT}")
-    elif exp.is_number and base.is_number and base.is_Rational and abs(base) > 1:
-        # a symbolic exponent such as pi**50 or 2**sqrt(1e6): bound its magnitude before evaluating
-        est = abs(float(sympy.N(exp, 15))) * abs(_digits(base))
-        if est > MAX_RESULT_DIGITS:
-            raise InputError(f"power too large at column {_col(node)}")
-    return sympy.Pow(base, exp)
-
-
-def _build(node: ast.AST) -> sympy.Expr:
-    """The sympy expression of a validated node (iterative: post-order with an explicit stack)."""
-    stack: list[tuple[ast.AST, bool]] = [(node, False)]
-    done: dict[int, sympy.Expr] = {}
-    while stack:
-        n, ready = stack.pop()
-        if not ready:
-            stack.append((n, True))
-            stack.extend((c, False) for c in _children(n))
-            continue
-        done[id(n)] = _one(n, done)
-    return done[id(node)]
-
-
-def _children(n: ast.AST) -> list[ast.AST]:
-    if isinstance(n, ast.Expression):
-        return [n.body]
-    if isinstance(n, ast.BinOp):
-        return [n.left, n.right]
-    if isinstance(n, ast.UnaryOp):
-        return [n.operand]
-    if isinstance(n, ast.Call):
-        _check_call(n)
-        return list(n.args)
-    return []
-
-
-def _check_call(n: ast.Call) -> None:
-    if not isinstance(n.func, ast.Name):
-        raise InputError(f"only plain function calls are allowed (column {_col(n)})")
-    name = n.func.id
-    fn = FUNCTIONS.get(name)
-    if fn is None:
-        raise InputError(f"unknown function '{name}' at column {_col(n)} (known: {', '.join(sorted(FUNCTIONS))})")
-    if n.keywords:
-        raise InputError(f"{name}() takes no keyword arguments (column {_col(n)})")
-    if any(isinstance(a, ast.Starred) for a in n.args):
-        raise InputError(f"starred arguments are not allowed (column {_col(n)})")
-    if not fn.min_args <= len(n.args) <= fn.max_args:
-        want = str(fn.min_args) if fn.min_args == fn.max_args else f"{fn.min_args} to {fn.max_args}"
-        raise InputError(f"{name}() takes {want} argument(s), got {len(n.args)} (column {_col(n)})")
-
-
-def _number(n: ast.Constant) -> sympy.Expr:
-    v = n.value
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        kind = {str: "strings", bytes: "bytes", complex: "complex numbers"}.get(type(v), repr(v))
-        raise InputError(f"{kind} not allowed in an expression (column {_col(n)})")
-    if isinstance(v, int):
-        if v >= 10**MAX_LITERAL_DIGITS:
-            raise InputError(f"integer literal too long at column {_col(n)}")
-        return sympy.Integer(v)
-    if not math.isfinite(v):
-        raise InputError(f"number out of range at column {_col(n)}")
-    return sympy.Float(v)
-
-
-def _one(n: ast.AST, done: dict[int, sympy.Expr]) -> sympy.Expr:
-    if isinstance(n, ast.Expression):
-        return done[id(n.body)]
-    if isinstance(n, ast.Constant):
-        return _number(n)
-    if isinstance(n, ast.Name):
-        if n.id in _CONSTANTS:
-            return _CONSTANTS[n.id]
-        if n.id in FUNCTIONS:
-            raise InputError(f"'{n.id}' is a function: call it, as in {n.id}(x) (column {_col(n)})")
-        return symbol(check_name(n.id, where=f"column {_col(n)}"))
-    if isinstance(n, ast.UnaryOp):
-        if isinstance(n.op, ast.USub):
-            return -done[id(n.operand)]
-        if isinstance(n.op, ast.UAdd):
-            return done[id(n.operand)]
-        raise InputError(f"operator {type(n.op).__name__} is not allowed (column {_col(n)})")
-    if isinstance(n, ast.BinOp):
-        op = _BINOPS.get(type(n.op))
-        if op is None:
-            sym = {ast.FloorDiv: "//", ast.Mod: "%", ast.MatMult: "@", ast.BitAnd: "&", ast.BitOr: "|",
-                   ast.BitXor: "^^", ast.LShift: "<<", ast.RShift: ">>"}.get(type(n.op), type(n.op).__name__)
-            raise InputError(f"operator '{sym}' is not allowed (column {_col(n)})")
-        a, b = done[id(n.left)], done[id(n.right)]
-        if op == "**":
-            return _power(a, b, n)
-        if op == "+":
-            return a + b
-        if op == "-":
-            return a - b
-        if op == "*":
-            return a * b
-        return sympy.nan if a == 0 and b == 0 else a / b
-    if isinstance(n, ast.Call):
-        return FUNCTIONS[n.func.id].build(*(done[id(a)] for a in n.args))
-    what = _REFUSED.get(type(n), type(n).__name__)
-    raise InputError(f"{what} not allowed in an expression (column {_col(n)})")
-
-
 def parse_expr(text: str) -> sympy.Expr:
-    """EXPR to a sympy expression, refusing everything outside the contract's syntax.
+    """Parse EXPR into a sympy expression, never executing it.
 
-    >>> parse_expr("2*x^3") == 2 * symbol("x") ** 3
-    True
+    Args:
+        text: the expression, e.g. ``"2*x^3 + 5*y**2"``; ``^`` and ``**`` are both powers.
+    Returns:
+        The sympy expression (``2*x**3 + 5*y**2``, variables made by :func:`symbol`). It may be
+        non-finite (``1/0`` gives ``zoo``): a later stage reports that.
+    Raises:
+        InputError: empty, too long or too deep input, a syntax error, a refused construct, an
+            unknown function, or a number too large; the message names the token and its column.
     """
-    return _build(_tree(text, "EXPR"))
+    with mpmath.workprec(64):
+        return _Parser(text).parse().expr
 
 
 def parse_constant(text: str, *, what: str) -> sympy.Expr:
-    """A constant expression (``--at`` values, ``--expect``): finite, real, no variables."""
-    value = _build(_tree(text, what))
-    free = sorted(str(s) for s in value.free_symbols)
-    if free:
-        raise InputError(f"{what}: value must be a constant, got variable '{free[0]}'")
+    """Parse a constant expression (an ``--at`` value such as ``pi/4``), in EXPR's syntax.
+
+    Args:
+        text: the value, e.g. ``"sqrt(2)/2"``.
+        what: what the value is, for messages, e.g. ``"--at x"``.
+    Returns:
+        The exact sympy constant (``sqrt(2)/2``), which is a finite real number.
+    Raises:
+        InputError: as :func:`parse_expr`, or the value has a variable or is not a finite real.
+    """
     try:
-        num = sympy.N(value, 30)
-    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
-        raise InputError(f"{what}: value cannot be evaluated") from None
-    if not (num.is_number and num.is_real and num.is_finite) or num.has(sympy.zoo, sympy.nan):
+        expr = parse_expr(text)
+    except InputError as err:
+        raise InputError(f"{what}: {err.message}") from None
+    if expr.free_symbols:
+        name = sorted(s.name for s in expr.free_symbols)[0]
+        hint = " (Euler's number is E)" if name == "e" else ""
+        raise InputError(f"{what}: value must be a constant, got variable '{name}'{hint}")
+    try:  # every constant inside is bounded in size, so this is quick
+        value = sympy.N(expr, 30)
+        re_part, im_part = value.as_real_imag()
+        ok = bool(re_part.is_Number and re_part.is_finite and im_part.is_zero)
+    except (ArithmeticError, ValueError, TypeError):
+        ok = False
+    if not ok:
         raise InputError(f"{what}: value is not a finite real number")
-    return value
+    return expr
 
 
 def parse_wrt(spec: str) -> list[str]:
-    """``"x:2,y"`` to ``["x", "x", "y"]``; each K in NAME:K a whole number >= 1.
+    """Expand a ``--wrt`` spec into the variables to differentiate by, in order.
 
-    >>> parse_wrt("x:2,y")
-    ['x', 'x', 'y']
+    ``NAME:K`` repeats NAME K times (K a positive integer): ``parse_wrt("x:2,y") == ["x", "x", "y"]``.
+
+    Raises:
+        InputError: an empty spec or item, a bad name, a bad order, or a total order > MAX_ORDER.
     """
-    if not isinstance(spec, str) or not spec.strip():
-        raise InputError("--wrt is empty")
-    items: list[tuple[str, int]] = []
+    if not spec.strip():
+        raise InputError("--wrt: no variable given")
+    counts: list[tuple[str, int]] = []
     total = 0
-    for raw in spec.split(","):
-        item = raw.strip()
+    for item in (part.strip() for part in spec.split(",")):
         if not item:
-            raise InputError(f"--wrt {spec!r} has an empty item")
-        name, colon, count = item.partition(":")
-        name, count = name.strip(), count.strip()
-        check_name(name, where="--wrt")
-        k = 1
+            raise InputError(f"--wrt: empty item in '{spec}'")
+        name, colon, order = (s.strip() for s in item.partition(":"))
+        _check_name(name, "--wrt")
+        count = 1
         if colon:
-            if not count.isdigit() or len(count) > 7:
-                raise InputError(f"--wrt {item!r}: the order after ':' must be a whole number >= 1")
-            k = int(count)
-            if k < 1:
-                raise InputError(f"--wrt {item!r}: the order must be at least 1")
-        total += k
+            if not re.fullmatch("[0-9]+", order) or not order.strip("0"):
+                raise InputError(f"--wrt: the order in '{item}' must be a positive whole number")
+            if len(order.lstrip("0")) > len(str(MAX_ORDER)):  # refuse before int() of a huge string
+                raise InputError(f"--wrt: the order in '{item}' is too large (at most {MAX_ORDER})")
+            count = int(order)
+        total += count
         if total > MAX_ORDER:
-            raise InputError(f"--wrt asks for order {total}; the limit is {MAX_ORDER}")
-        items.append((name, k))
-    return [name for name, k in items for _ in range(k)]
-
-
-def _split_top(spec: str) -> list[str]:
-    parts, depth, cur = [], 0, []
-    for ch in spec:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur))
-    return parts
+            raise InputError(f"--wrt: total order {total} is too large (at most {MAX_ORDER})")
+        counts.append((name, count))
+    return [name for name, count in counts for _ in range(count)]
 
 
 def parse_at(spec: str) -> dict[str, sympy.Expr]:
-    """``"x=1,y=pi/4"`` to ``{"x": 1, "y": pi/4}`` (commas inside parentheses belong to the value)."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise InputError("--at is empty")
-    if len(spec) > MAX_LENGTH:
-        raise InputError(f"--at is {len(spec)} characters long; the limit is {MAX_LENGTH}")
-    out: dict[str, sympy.Expr] = {}
-    for item in _split_top(spec):
-        name, eq, value = item.partition("=")
-        name = name.strip()
-        if not eq or not value.strip():
-            raise InputError(f"--at {item.strip()!r}: expected NAME=VALUE")
-        check_name(name, where="--at")
-        if name in out:
+    """Parse ``--at``: ``"x=1,y=pi/4"`` gives ``{"x": 1, "y": pi/4}`` (exact sympy constants).
+
+    Items are split on commas outside parentheses, so ``y=atan2(1,2)`` is one item.
+
+    Raises:
+        InputError: an empty spec or item, no single ``=``, a bad or repeated name, or a bad value.
+    """
+    if not spec.strip():
+        raise InputError("--at: no NAME=VALUE given")
+    point: dict[str, sympy.Expr] = {}
+    for item in _split_top_level(spec, ","):
+        parts = _split_top_level(item, "=")
+        if not item.strip():
+            raise InputError(f"--at: empty item in '{spec}'")
+        if len(parts) != 2:
+            raise InputError(f"--at: expected NAME=VALUE, got '{item.strip()}'")
+        name = parts[0].strip()
+        _check_name(name, "--at")
+        if name in point:
             raise InputError(f"--at: '{name}' given twice")
-        out[name] = parse_constant(value, what=f"--at {name}")
-    return out
+        point[name] = parse_constant(parts[1], what=f"--at {name}")
+    return point
+
+
+def _split_top_level(text: str, sep: str) -> list[str]:
+    """Split ``text`` on ``sep`` where it is outside every pair of brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch in "([{") - (ch in ")]}")
+        if ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
+
+
+def _name_problem(name: str) -> str | None:
+    """Say why ``name`` cannot be a variable, or return None if it can."""
+    if not _NAME.fullmatch(name) or keyword.iskeyword(name):
+        return "is not a valid variable name"
+    if name.startswith("_"):
+        return "is not allowed: names starting with '_' are reserved"
+    if name in _CONSTANTS:
+        return "is a constant, not a variable"
+    if name in FUNCTIONS:
+        return f"is a function: call it as {name}(...)"
+    if name in _SYMPY_NAMES:
+        return "is a sympy name, not allowed as a variable"
+    return None
+
+
+def _check_name(name: str, option: str) -> None:
+    """Raise InputError naming ``option`` unless ``name`` is a valid variable name."""
+    if not name:
+        raise InputError(f"{option}: missing variable name")
+    problem = _name_problem(name)
+    if problem:
+        raise InputError(f"{option}: '{name}' {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Value:
+    """A built subexpression with what bounds the work on it."""
+
+    expr: sympy.Expr
+    approx: mpmath.mpf | mpmath.mpc | None = None  # value of a finite constant, else None
+    digits: float = 0.0  # bound on the decimal digits of exact rationals inside
+    roots: float = 0.0  # digits of the numbers sympy may take roots of when multiplying
+
+
+def _log_size(number: sympy.Rational) -> float:
+    """Decimal digits of the larger of a rational's numerator and denominator, roughly."""
+    return max(abs(number.p), number.q).bit_length() * math.log10(2)
+
+
+def _exact_digits(expr: sympy.Expr) -> float:
+    """Digits bound of the exact rationals in a (small) sympy expression."""
+    return sum(_log_size(r) for r in expr.atoms(sympy.Rational))
+
+
+def _finite(value: mpmath.mpf | mpmath.mpc) -> mpmath.mpf | mpmath.mpc | None:
+    """``value`` if it is finite, else None."""
+    return value if mpmath.isfinite(value) else None
+
+
+def _to_sympy(value: mpmath.mpf | mpmath.mpc) -> sympy.Expr:
+    """A sympy Float (or complex Float) equal to an mpmath approximation."""
+    if isinstance(value, mpmath.mpc) and value.imag:
+        return sympy.Float(value.real) + sympy.I * sympy.Float(value.imag)
+    return sympy.Float(mpmath.re(value))
+
+
+def _to_mpmath(expr: sympy.Expr) -> mpmath.mpc | None:
+    """The numeric value of a sympy number (as computed on Float arguments), or None if not finite."""
+    re_part, im_part = expr.evalf(20).as_real_imag()
+    if not (re_part.is_Number and im_part.is_Number and re_part.is_finite and im_part.is_finite):
+        return None
+    return mpmath.mpc(mpmath.mpf(sympy.Float(re_part)), mpmath.mpf(sympy.Float(im_part)))
+
+
+def _log10_abs(value: mpmath.mpf | mpmath.mpc) -> float:
+    """log10 |value|, and 0 for 0 (a zero has no size to bound)."""
+    return float(mpmath.log10(abs(value))) if value else 0.0
+
+
+class _Parser:
+    """One EXPR: its text, the ``^`` -> ``**`` rewrite, the whitelist check and the build."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.src = text.replace("^", "**")
+        self.lead = len(self.src) - len(self.src.lstrip())  # ast refuses leading indentation
+        self.line_starts = [0] + [i + 1 for i, ch in enumerate(self.src[self.lead :]) if ch == "\n"]
+        # src index -> text index: each "^" became two characters
+        self.to_text = [i for i, ch in enumerate(text) for _ in range(2 if ch == "^" else 1)] + [len(text)]
+
+    # ---- positions ----------------------------------------------------------------------------------
+    def index(self, lineno: int, col_offset: int) -> int:
+        """The index in ``src`` of an ast position (ASCII only, so byte and character offsets agree)."""
+        return min(self.lead + self.line_starts[lineno - 1] + col_offset, len(self.src))
+
+    def column(self, node: ast.AST) -> int:
+        """The 1-based column of ``node`` in the user's text."""
+        return self.to_text[self.index(node.lineno, node.col_offset)] + 1
+
+    def between(self, left: ast.AST, right: ast.AST) -> tuple[str, int]:
+        """The operator text between two nodes, outside their parentheses, and its column."""
+        start = self.index(left.end_lineno, left.end_col_offset)
+        segment = self.src[start : self.index(right.lineno, right.col_offset)]
+        skip = len(segment) - len(segment.lstrip(" \t\n()\\"))
+        return segment.strip(" \t\n()\\"), self.to_text[start + skip] + 1
+
+    def refuse(self, node: ast.AST, what: str) -> InputError:
+        """An InputError saying ``what`` at ``node`` is not allowed."""
+        return InputError(f"{what} at column {self.column(node)} is not allowed")
+
+    # ---- text and syntax ----------------------------------------------------------------------------
+    def parse(self) -> _Value:
+        """Check the text, parse it, check the tree, then build it."""
+        self.check_text()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a SyntaxWarning would reach stderr
+                tree = ast.parse(self.src[self.lead :], mode="eval")
+        except SyntaxError as err:
+            raise self.syntax_error(err) from None
+        except (RecursionError, MemoryError):
+            raise InputError("expression is too deeply nested or too long to parse") from None
+        self.check_tree(tree.body)
+        return self.build(tree.body)
+
+    def check_text(self) -> None:
+        """Refuse long, empty, non-ASCII or deeply parenthesized text, comments and long numbers."""
+        text = self.text
+        if len(text) > MAX_LENGTH:
+            raise InputError(f"expression too long: {len(text)} characters (at most {MAX_LENGTH})")
+        if not text.strip():
+            raise InputError("empty expression")
+        depth = 0
+        for i, ch in enumerate(text):
+            if not (" " <= ch <= "~" or ch in "\t\n") or ch == "#":
+                raise InputError(f"unsupported character {ch!r} (U+{ord(ch):04X}) at column {i + 1}")
+            depth += (ch in "([{") - (ch in ")]}")
+            if depth > MAX_DEPTH:
+                raise InputError(f"too deeply nested: more than {MAX_DEPTH} levels of parentheses")
+        for match in _TOKEN.finditer(text):  # before ast, which would convert a huge literal
+            if match[0][0].isdigit() and len(match[0].replace("_", "")) > MAX_LITERAL_DIGITS:
+                raise InputError(f"number at column {match.start() + 1} has more than {MAX_LITERAL_DIGITS} digits")
+
+    def syntax_error(self, err: SyntaxError) -> InputError:
+        """ast's SyntaxError as one line naming the column and the unexpected token."""
+        message = (err.msg or "invalid syntax").splitlines()[0]
+        column = len(self.text) + 1  # ast reports offset 0 for an unexpected end
+        if err.lineno and err.offset and 0 < err.lineno <= len(self.line_starts):
+            column = self.to_text[self.index(err.lineno, err.offset - 1)] + 1
+        token = _TOKEN.match(self.text, column - 1)
+        if message.startswith("invalid syntax"):
+            message = f"unexpected '{token[0]}'" if token else "unexpected end of expression"
+        return InputError(f"syntax error at column {column}: {message}")
+
+    # ---- the whitelist ------------------------------------------------------------------------------
+    def check_tree(self, root: ast.expr) -> None:
+        """Walk the tree iteratively, refusing anything off the whitelist, too many nodes or levels.
+
+        A run such as ``a + b - c`` counts as one level (it is built at once), so long sums are fine.
+        """
+        stack: list[tuple[ast.expr, int]] = [(root, 1)]
+        nodes = 0
+        while stack:
+            node, depth = stack.pop()
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise InputError(f"expression too large: more than {MAX_NODES} syntax nodes")
+            if depth > MAX_DEPTH:
+                raise InputError(f"too deeply nested: more than {MAX_DEPTH} levels at column {self.column(node)}")
+            for child in self.check_node(node):
+                stack.append((child, depth if _continues_run(node, child) else depth + 1))
+
+    def check_node(self, node: ast.expr) -> list[ast.expr]:
+        """Refuse ``node`` unless it is whitelisted; return its children."""
+        if isinstance(node, ast.BinOp):
+            if not isinstance(node.op, (*_ADDITIVE, *_MULTIPLICATIVE, ast.Pow)):
+                token, column = self.between(node.left, node.right)
+                raise InputError(f"operator '{token}' at column {column} is not allowed (use + - * / ^ **)")
+            return [node.left, node.right]
+        if isinstance(node, ast.UnaryOp):
+            if not isinstance(node.op, (ast.USub, ast.UAdd)):
+                raise self.refuse(node, f"operator '{'not' if isinstance(node.op, ast.Not) else '~'}'")
+            return [node.operand]
+        if isinstance(node, ast.Constant):
+            self.check_number(node)
+            return []
+        if isinstance(node, ast.Name):
+            problem = None if node.id in _CONSTANTS else _name_problem(node.id)
+            if problem:
+                raise InputError(f"'{node.id}' at column {self.column(node)} {problem}")
+            return []
+        if isinstance(node, ast.Call):
+            return self.check_call(node)
+        if isinstance(node, ast.Attribute):
+            dot = self.src.find(".", self.index(node.value.end_lineno, node.value.end_col_offset))
+            raise InputError(f"attribute access '.{node.attr}' at column {self.to_text[dot] + 1} is not allowed")
+        raise self.refuse(node, _REFUSED.get(type(node), type(node).__name__))
+
+    def check_number(self, node: ast.Constant) -> None:
+        """Allow int and float literals of reasonable size, nothing else."""
+        value = node.value
+        if isinstance(value, bool) or value is None or value is Ellipsis:
+            raise InputError(f"'{self.segment(node)}' at column {self.column(node)} is not a number")
+        if isinstance(value, (str, bytes)):
+            raise self.refuse(node, "string" if isinstance(value, str) else "bytes literal")
+        if isinstance(value, complex):
+            raise self.refuse(node, f"complex number '{self.segment(node)}' (values are real)")
+        if isinstance(value, int) and abs(value) >= 10**MAX_LITERAL_DIGITS:  # e.g. a long hex literal
+            raise InputError(f"number at column {self.column(node)} has more than {MAX_LITERAL_DIGITS} digits")
+        mantissa = re.split("[eE]", self.segment(node))[0]
+        if isinstance(value, float) and (math.isinf(value) or (value == 0 and re.search("[1-9]", mantissa))):
+            raise InputError(f"number '{self.segment(node)}' at column {self.column(node)} is out of range")
+
+    def check_call(self, node: ast.Call) -> list[ast.expr]:
+        """Allow ``f(a, ...)`` for a known f with positional arguments only, in f's arity."""
+        known = ", ".join(sorted(FUNCTIONS))
+        if not isinstance(node.func, ast.Name):
+            self.check_node(node.func)  # an attribute or a lambda says so; anything else:
+            raise InputError(f"call of a non-function at column {self.column(node)} (known functions: {known})")
+        name, column = node.func.id, self.column(node)
+        if name not in FUNCTIONS:
+            raise InputError(f"unknown function '{name}' at column {column} (known: {known})")
+        for kw in node.keywords:
+            what = f"keyword argument '{kw.arg}='" if kw.arg else "'**' unpacking"
+            raise InputError(f"{what} in {name}() at column {self.column(kw)} is not allowed")
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                raise self.refuse(arg, f"'*' unpacking in {name}()")
+        fn, count = FUNCTIONS[name], len(node.args)
+        if not fn.min_args <= count <= fn.max_args:
+            span = str(fn.min_args) if fn.min_args == fn.max_args else f"{fn.min_args} to {fn.max_args}"
+            raise InputError(f"{name}() at column {column} takes {span} argument(s), got {count}")
+        return list(node.args)
+
+    def segment(self, node: ast.AST) -> str:
+        """The user's text of ``node``."""
+        start = self.to_text[self.index(node.lineno, node.col_offset)]
+        return self.text[start : self.to_text[self.index(node.end_lineno, node.end_col_offset)]]
+
+    # ---- the build ----------------------------------------------------------------------------------
+    def build(self, node: ast.expr) -> _Value:
+        """Build a checked node into sympy, bounding every number before sympy computes it."""
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, int):
+                number = sympy.Integer(node.value)
+                return _Value(number, mpmath.mpf(node.value), _log_size(number))
+            return _Value(sympy.Float(node.value), mpmath.mpf(node.value))
+        if isinstance(node, ast.Name):
+            if node.id in _CONSTANTS:
+                expr, approx = _CONSTANTS[node.id]
+                return _Value(expr, +approx)  # unary plus evaluates mpmath's lazy constant
+            return _Value(symbol(node.id))
+        if isinstance(node, ast.UnaryOp):
+            value = self.build(node.operand)
+            return value if isinstance(node.op, ast.UAdd) else _negate(value)
+        if isinstance(node, ast.Call):
+            return self.build_call(node)
+        if isinstance(node.op, ast.Pow):
+            return self.build_power(node)
+        return self.build_run(node)
+
+    def build_run(self, node: ast.BinOp) -> _Value:
+        """Build ``a + b - c`` or ``a * b / c`` in one sympy call (sympy flattens them anyway)."""
+        group = _ADDITIVE if isinstance(node.op, _ADDITIVE) else _MULTIPLICATIVE
+        operands: list[tuple[ast.operator | None, ast.expr]] = []
+        current: ast.expr = node
+        while isinstance(current, ast.BinOp) and isinstance(current.op, group):
+            operands.append((current.op, current.right))
+            current = current.left
+        operands.append((None, current))
+        values = []
+        for op, operand in reversed(operands):
+            value = self.build(operand)
+            if isinstance(op, (ast.Sub, ast.Div)):
+                value = _negate(value) if isinstance(op, ast.Sub) else _reciprocal(value)
+            values.append(value)
+        approxes = [v.approx for v in values]
+        approx = None
+        if all(a is not None for a in approxes):
+            approx = _finite(mpmath.fsum(approxes) if group is _ADDITIVE else mpmath.fprod(approxes))
+        roots = (max if group is _ADDITIVE else sum)(v.roots for v in values)  # products merge roots
+        digits = sum(v.digits for v in values)
+        self.check_size(node, approx, digits, roots)
+        exprs = [v.expr for v in values]
+        return _Value(sympy.Add(*exprs) if group is _ADDITIVE else sympy.Mul(*exprs), approx, digits, roots)
+
+    def build_power(self, node: ast.BinOp) -> _Value:
+        """Build ``a ** b``, refusing results too large to compute (``9**9**9``, ``x**(10**10)``)."""
+        base, exp = self.build(node.left), self.build(node.right)
+        _, column = self.between(node.left, node.right)
+        digits, roots = base.digits + exp.digits, max(base.roots, exp.roots)
+        approx = None
+        if exp.approx is not None:
+            if base.approx is not None:  # both numbers: bound |log10 a**b| before anything computes it
+                size = abs(exp.approx) * abs(_log10_abs(base.approx))
+                if size > MAX_MAGNITUDE:
+                    raise InputError(f"power at column {column} too large: about {float(size):.3g} digits")
+                approx = _finite(mpmath.power(base.approx, exp.approx)) if base.approx or exp.approx.real > 0 else None
+            elif abs(exp.approx) > MAX_EXPONENT:
+                raise InputError(f"exponent at column {column} too large (at most {MAX_EXPONENT} in size)")
+            if exp.expr.is_Rational and (base.expr.is_Number or base.expr.is_Mul or base.expr.is_Pow):
+                # sympy distributes the power over the base's numbers, and takes roots of them
+                digits = float(abs(exp.expr)) * base.digits + exp.digits
+                roots = base.roots + (0 if exp.expr.is_Integer else base.digits)
+        self.check_size(node, approx, digits, roots, column)
+        return _Value(sympy.Pow(base.expr, exp.expr), approx, digits, roots)
+
+    def build_call(self, node: ast.Call) -> _Value:
+        """Build ``f(args)`` from the registry's ``build``."""
+        name, column = node.func.id, self.column(node)
+        fn, args = FUNCTIONS[name], [self.build(arg) for arg in node.args]
+        if name in _FACTORIAL_LIKE and any(a.expr.is_Rational and abs(a.expr) > MAX_GAMMA_ARG for a in args):
+            raise InputError(
+                f"{name}() at column {column}: an exact argument beyond {MAX_GAMMA_ARG} is too large"
+                f" (write a decimal, e.g. {name}({MAX_GAMMA_ARG}.5), for a numeric value)"
+            )
+        approx = None
+        if all(a.approx is not None for a in args):
+            approx = _to_mpmath(self.apply(fn, [_to_sympy(a.approx) for a in args], column))
+        digits, roots = sum(a.digits for a in args), max(a.roots for a in args)
+        self.check_size(node, approx, digits, roots, column)
+        expr = self.apply(fn, [a.expr for a in args], column)
+        if name in _FACTORIAL_LIKE:  # an exact factorial may have come out
+            digits += _exact_digits(expr)
+        return _Value(expr, approx, digits, roots)
+
+    @staticmethod
+    def apply(fn: Function, args: list[sympy.Expr], column: int) -> sympy.Expr:
+        """``fn.build(*args)``; sympy's refusals (``max`` of a complex number) become InputErrors."""
+        try:
+            return fn.build(*args)
+        except (ValueError, TypeError) as err:
+            raise InputError(f"cannot evaluate {fn.name}() at column {column}: {str(err).splitlines()[0]}") from None
+
+    def check_size(
+        self, node: ast.AST, approx: mpmath.mpf | mpmath.mpc | None, digits: float, roots: float, column: int = 0
+    ) -> None:
+        """Refuse a value beyond MAX_MAGNITUDE, exact numbers beyond MAX_DIGITS, roots beyond MAX_ROOT_DIGITS."""
+        column = column or self.column(node)
+        if approx is not None and abs(_log10_abs(approx)) > MAX_MAGNITUDE:
+            raise InputError(f"number out of range at column {column}: beyond 10^±{MAX_MAGNITUDE}")
+        if digits > MAX_DIGITS:
+            raise InputError(f"number too large at column {column}: more than {MAX_DIGITS} digits")
+        if roots > MAX_ROOT_DIGITS:
+            raise InputError(f"root of a number with more than {MAX_ROOT_DIGITS} digits at column {column}")
+
+
+def _continues_run(parent: ast.expr, child: ast.expr) -> bool:
+    """Whether ``child`` is the left part of the same ``+ -`` or ``* /`` run as ``parent``."""
+    if not (isinstance(parent, ast.BinOp) and isinstance(child, ast.BinOp) and child is parent.left):
+        return False
+    return any(isinstance(parent.op, g) and isinstance(child.op, g) for g in (_ADDITIVE, _MULTIPLICATIVE))
+
+
+def _negate(value: _Value) -> _Value:
+    """``-value``."""
+    return _Value(-value.expr, None if value.approx is None else -value.approx, value.digits, value.roots)
+
+
+def _reciprocal(value: _Value) -> _Value:
+    """``1/value`` (sympy gives zoo for 1/0; the approximation is then unknown)."""
+    approx = 1 / value.approx if value.approx else None
+    return _Value(sympy.Pow(value.expr, -1), approx, value.digits, value.roots)

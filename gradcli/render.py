@@ -84,6 +84,8 @@ def _check_json(checks: list[CheckResult] | None, vector: bool, digits: int | No
     skipped = [c.skipped for c in checks if c.skipped]
     if skipped:
         merged["skipped"] = skipped[0]
+        # which check ran for each entry (None: none did), so no entry claims a check that did not run
+        merged["method"] = [None if c.ok is None and c.value is None else c.method for c in checks]
     return merged
 
 

@@ -212,12 +212,24 @@ class Oracle:
         return f"oracle={self.value} fair={self.fair} at_kink={self.at_kink}"
 
 
+def _real_everywhere(f: sympy.Expr, point: dict[str, float]) -> bool:
+    """Every subexpression of f is a finite real number at ``point`` (gradcli computes over the reals,
+    so log(-x) inside abs() is outside its domain even though abs(log(-x)) is real)."""
+    return all(_at(node, point) is not None for node in sympy.preorder_traversal(f))
+
+
 def oracle(tree: Tree, names: list[str], point: dict[str, float]) -> Oracle:
+    if os.environ.get("TRACE"):
+        print("TRACE", tree, names, point, file=open("/tmp/shim/trace.txt", "a"), flush=True)
     f = tree.expr
+    if not _real_everywhere(f, point):
+        # outside the real domain: no need to evaluate the derivative (and sympy can take minutes on
+        # polygamma of a huge complex number)
+        return Oracle(None, False, _kinks(f, point))
     d = sympy.diff(f, *[SYM[n] for n in names])
     value = _at(d, point)
     kink = _kinks(f, point)
-    fair = value is not None and _at(f, point) is not None and abs(value) <= 1e8 and not kink
+    fair = value is not None and abs(value) <= 1e8 and not kink
     if fair:
         for direction in _DIRECTIONS:
             moved = _at(d, point, tuple(1e-6 * c for c in direction))
