@@ -211,7 +211,7 @@ def main() -> None:
         prep = prepare(text)
         with mpmath.workdps(60):  # what --digits 50 runs at (50 + 10 guard digits)
             bk = ops.mp_backend(60)
-            point, _ = point_arrays({"x": parse_constant(at_text)}, bk)
+            point, _ = point_arrays({"x": parse_constant(at_text, what="--at x")}, bk)
             secs, (vals, _) = median_time(
                 lambda g=prep.graph, p=point, b=bk: derivative_values(g, ["x"] * 300, p, b, 1), 3)
             printed = number(vals[0], 50)  # the 50 significant digits gradcli prints

@@ -368,11 +368,11 @@ class TaylorChain:
     """The check of ``gradcli taylor``: one budget for every order 0..N instead of N+1 separate oracles.
 
     sympy differentiates once, incrementally (d_k = d/dx d_(k-1)), for at most ``timeout`` s (a fifth of
-    it when N > 20, as for one derivative); at each point the derivatives it reached are evaluated
-    within one shared ``timeout``, and every other order is compared with one ``mpmath.diffs`` run (all
-    orders from one set of forward evaluations at raised precision), itself bounded by ``timeout``.
-    Orders that neither reached are reported as skipped, with the reason. At most about three times
-    ``timeout`` in all, however large N.
+    it when N > 20, as for one derivative); the derivatives it reached are evaluated at the point within
+    the rest of that ``timeout`` (at least a fifth of it), and every other order is compared with one
+    ``mpmath.diffs`` run (all orders from one set of forward evaluations at raised precision), itself
+    bounded by ``timeout``. Orders that neither reached are reported as skipped, with the reason. At
+    most about 2.2 times ``timeout`` per point in all, however large N.
 
     >>> import sympy
     >>> from gradcli.graph import lower
@@ -386,6 +386,7 @@ class TaylorChain:
     def __init__(self, expr: sympy.Expr, graph: Graph, var: str, order: int, timeout: float) -> None:
         self.expr, self.graph, self.var, self.order, self.timeout = expr, graph, var, order, timeout
         self.budget = timeout if order <= HIGH_ORDER else timeout / 5
+        self._start = _now()
         found: list[sympy.Expr] = [expr]
         why: list[str] = []
         done, _ = _bounded(lambda expired: self._differentiate(found, why, expired), self.budget)
@@ -433,7 +434,9 @@ class TaylorChain:
         key = tuple(sorted((n, repr(v)) for n, v in point.items()))
         why = oracle.skipped
         if oracle.symbolic is not None:
-            deadline = self._evaluation_deadline.setdefault(key, _now() + self.timeout)
+            # differentiation and evaluation share ``timeout`` (at least a fifth of it for the evaluation)
+            deadline = self._evaluation_deadline.setdefault(
+                key, max(self._start + self.timeout, _now() + self.timeout / 5))
             done, got = _bounded(lambda expired: _evaluate(oracle.symbolic, point, dps), deadline - _now())
             if done:
                 err = rel_err(value, got)

@@ -67,7 +67,8 @@ class Job:
         if self.command == "d":
             return [partial_label(list(self.wrt))]
         if self.command == "taylor":
-            return [f"f{superscript(k) if k else ''}" if k < 4 else f"f⁽{superscript(k)}⁾" for k in range(self.order + 1)]
+            primes = ["f", "f′", "f″", "f‴"]
+            return [primes[k] if k < 4 else f"f⁽{superscript(k)}⁾" for k in range(self.order + 1)]
         return [partial_label([w]) for w in self.wrt]
 
     def oracle(self, key: Any, prep: Prepared, wrt: list[str]) -> Oracle:

@@ -95,12 +95,28 @@ def resolve_point(prep: Prepared, wrt: list[str], at: dict[str, Any] | None) -> 
 
 def point_arrays(point: dict[str, Any], bk: ops.Backend) -> tuple[dict[str, np.ndarray], int]:
     """Values (numbers, sympy constants or arrays) as backend arrays of one common length P."""
+    from .graph import finite_mask
+
     arrays: dict[str, np.ndarray] = {}
     for name, v in point.items():
-        if isinstance(v, sympy.Basic):
-            arrays[name] = np.atleast_1d(bk.array([bk.scalar(v)]) if not bk.is_mp else _mp_arr(bk.scalar(v)))
-        else:
-            arrays[name] = np.atleast_1d(bk.array(v))
+        try:
+            if isinstance(v, sympy.Basic):
+                arr = np.atleast_1d(bk.array([bk.scalar(v)]) if not bk.is_mp else _mp_arr(bk.scalar(v)))
+            else:
+                arr = np.atleast_1d(bk.array(v))
+        except OverflowError:  # an exact integer such as 10**400 has no float64
+            arr = np.array([np.inf])
+        except (TypeError, ValueError):
+            raise InputError(f"the value of {name} must be a number or an array of numbers") from None
+        if arr.ndim != 1 or not arr.size:
+            raise InputError(f"the value of {name} must be a number or a non-empty one-dimensional array")
+        if not finite_mask(arr).all():
+            # nan/inf given as a value, or a finite constant beyond float64's range (10**400)
+            finite_input = isinstance(v, (int, sympy.Basic)) and not isinstance(v, bool) and (
+                not isinstance(v, sympy.Basic) or bool(v.is_finite))
+            hint = "; use --digits N for values beyond float64's range" if finite_input and not bk.is_mp else ""
+            raise InputError(f"the value of {name} is not a finite {'float64 ' if hint else ''}number{hint}")
+        arrays[name] = arr
     sizes = {a.shape[0] for a in arrays.values() if a.shape[0] != 1}
     if len(sizes) > 1:
         raise InputError(f"point arrays have different lengths: {sorted(sizes)}")

@@ -166,6 +166,16 @@ def _mp_sign(x: Any) -> Any:
     return mpmath.mpf(mpmath.sign(x))
 
 
+def _f64_atan2(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    # the origin has no angle (sympy: atan2(0, 0) = nan); IEEE's 0 there would hide a bad point
+    with np.errstate(all="ignore"):
+        return np.where((np.asarray(y) == 0) & (np.asarray(x) == 0), _NAN, np.arctan2(y, x))
+
+
+def _mp_atan2(y: Any, x: Any) -> Any:
+    return mpmath.mpf("nan") if y == 0 and x == 0 else mpmath.atan2(y, x)
+
+
 def _f64_pow(x: np.ndarray, p: Any) -> np.ndarray:
     with np.errstate(all="ignore"):
         return np.power(x, float(p))
@@ -436,9 +446,28 @@ def _compose_known(u: np.ndarray, coeffs: list[Any]) -> np.ndarray:
         out = cauchy(out, d)
         out[0] = out[0] + c
     return out
+
+
+def _psi_over_factorial(x: Any, n: int, m: int) -> Any:
+    """psi^(n+m)(x) / m! for an mpf x: (-1)^(n+m+1) (n+m)!/m! zeta(n+m+1, x) with Hurwitz's zeta, which
+    stays in range (and accurate, also for x < 0) at orders where psi^(n+m)(x) and m! overflow."""
+    if x <= 0 and x == mpmath.floor(x):
+        return mpmath.mpf("nan")
+    if n + m == 0:
+        return mpmath.digamma(x)
+    return (-1) ** (n + m + 1) * mpmath.rf(m + 1, n) * mpmath.zeta(n + m + 1, x)
+
+
 def _polygamma_coeffs(bk: Backend, x0: Any, first: int, count: int) -> list[Any]:
     """psi^(first+m)(x0) / m! for m < count: the Taylor coefficients of polygamma(first, .) at x0."""
-    return [bk.call(POLYGAMMA, x0, n=first + m) / bk.factorial(m) for m in range(count)]
+    if bk.is_mp:
+        return [np.frompyfunc(lambda x, m=m: _psi_over_factorial(x, first, m), 1, 1)(x0) for m in range(count)]
+    out = []
+    with mpmath.workprec(64):
+        for m in range(count):
+            one = np.frompyfunc(lambda x, m=m: float(_psi_over_factorial(mpmath.mpf(float(x)), first, m)), 1, 1)
+            out.append(np.asarray(one(x0), dtype=np.float64))
+    return out
 
 
 # ---- Taylor rules ----------------------------------------------------------------------------------
@@ -575,10 +604,8 @@ def _t_polygamma(bk: Backend, u: np.ndarray, n: int) -> np.ndarray:
 
 def _lgamma_increment(bk: Backend, u: np.ndarray) -> np.ndarray:
     # log|Gamma|(u0 + d) - log|Gamma|(u0) = sum_{m>=1} psi^(m-1)(u0)/m! d^m (valid off the poles).
-    coeffs = [bk.scalar(0)] + [
-        bk.call(POLYGAMMA, u[0], n=m - 1) / bk.factorial(m) for m in range(1, u.shape[0])
-    ]
-    return _compose_known(u, coeffs)
+    psi = _polygamma_coeffs(bk, u[0], 0, u.shape[0] - 1)
+    return _compose_known(u, [bk.scalar(0)] + [c / m for m, c in enumerate(psi, start=1)])
 
 
 def _t_loggamma(bk: Backend, u: np.ndarray) -> np.ndarray:
@@ -618,6 +645,11 @@ def _sum_to(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def _broadcast_to(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.array(np.broadcast_to(x, shape))
+
+
+def _two_over_sqrt_pi(x: Any) -> Any:
+    """2/sqrt(pi) in the precision of the tensor ``x`` (an mpf under --digits, else a float)."""
+    return backend_of(x.value).scalar(2 / sympy.sqrt(sympy.pi))
 
 
 def _vjp_pow(T: Any, g: Any, out: Any, x: Any, p: Any) -> tuple[Any, ...]:
@@ -690,7 +722,7 @@ _E: list[Primitive] = [
     # atan' = 1/(1+x^2)
     _p("atan", 1, sympy.atan, _np(np.arctan), _mp(mpmath.atan), lambda T, g, o, x: (g / (x * x + 1.0),), _t_atan,
        "inverse tangent"),
-    _p("atan2", 2, sympy.atan2, _np(np.arctan2), _mp(mpmath.atan2), _vjp_atan2, _t_atan2,
+    _p("atan2", 2, sympy.atan2, _f64_atan2, _mp(_mp_atan2), _vjp_atan2, _t_atan2,
        "atan2(y, x): the angle of the point (x, y)"),
     _p("sinh", 1, sympy.sinh, _np(np.sinh), _mp(mpmath.sinh), lambda T, g, o, x: (g * T.cosh(x),), _t_sinh,
        "hyperbolic sine"),
@@ -710,9 +742,9 @@ _E: list[Primitive] = [
     _p("sign", 1, sympy.sign, _np(_f64_sign), _mp(_mp_sign), _vjp_sign, _t_sign, "sign: -1, 0 or 1"),
     # erf' = 2/sqrt(pi) exp(-x^2), erfc = 1 - erf
     _p("erf", 1, sympy.erf, _f64_scalar(math.erf), _mp(mpmath.erf),
-       lambda T, g, o, x: (g * T.exp(-(x * x)) * (2 / math.sqrt(math.pi)),), _t_erf, "error function"),
+       lambda T, g, o, x: (g * T.exp(-(x * x)) * _two_over_sqrt_pi(x),), _t_erf, "error function"),
     _p("erfc", 1, sympy.erfc, _f64_scalar(math.erfc), _mp(mpmath.erfc),
-       lambda T, g, o, x: (-(g * T.exp(-(x * x)) * (2 / math.sqrt(math.pi))),), _t_erfc,
+       lambda T, g, o, x: (-(g * T.exp(-(x * x)) * _two_over_sqrt_pi(x)),), _t_erfc,
        "complementary error function"),
     # gamma' = gamma * digamma
     _p("gamma", 1, sympy.gamma, _f64_scalar(math.gamma), _mp(mpmath.gamma),

@@ -7,7 +7,8 @@ built from the checked nodes. Work is bounded before sympy sees it: text length,
 depth, node count, literal size, and, for every constant subexpression, the size of its value
 (estimated with a 64-bit mpmath approximation) and of the exact numbers sympy would compute.
 Every refusal is an :class:`~gradcli.errors.InputError` with a one-line message naming the token and,
-for EXPR, its 1-based column.
+for EXPR, its 1-based column; a constant part that is not a finite real number (``1/0``, ``sqrt(-1)``)
+is a :class:`~gradcli.errors.NotFinite` (exit 3), as it would be at evaluation.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from dataclasses import dataclass
 import mpmath
 import sympy
 
-from .errors import InputError
+from .errors import InputError, NotFinite
 from .ops import FUNCTIONS, Function
 
 __all__ = ["MAX_ORDER", "symbol", "parse_expr", "parse_constant", "parse_wrt", "parse_at"]
 
 MAX_LENGTH = 10_000  # characters of EXPR
-MAX_DEPTH = 200  # nesting levels (parentheses, calls, powers, unary signs)
+MAX_DEPTH = 100  # nesting levels; sympy.diff itself hits the recursion limit near 150 nested calls
 MAX_NODES = 5_000  # syntax-tree nodes
 MAX_LITERAL_DIGITS = 100  # digits in one written number
 MAX_MAGNITUDE = 10_000  # |log10| of any constant's value: beyond it, refused as out of range
@@ -41,6 +42,7 @@ MAX_ORDER = 100_000  # total differentiation order accepted by parse_wrt
 _CONSTANTS = {"pi": (sympy.pi, mpmath.pi), "E": (sympy.E, mpmath.e)}
 _SYMPY_NAMES = frozenset(name for name in dir(sympy) if len(name) > 1 and name[0].isupper())
 _FACTORIAL_LIKE = frozenset({"gamma", "loggamma"})
+_TAKES_ROOTS = frozenset({"sqrt", "exp"})  # exp(log(8)/3) is 2: sympy factors 8 to find that
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9_]*|\*\*|//|\S")
 _ADDITIVE, _MULTIPLICATIVE = (ast.Add, ast.Sub), (ast.Mult, ast.Div)
@@ -66,11 +68,11 @@ def parse_expr(text: str) -> sympy.Expr:
     Args:
         text: the expression, e.g. ``"2*x^3 + 5*y**2"``; ``^`` and ``**`` are both powers.
     Returns:
-        The sympy expression (``2*x**3 + 5*y**2``, variables made by :func:`symbol`). It may be
-        non-finite (``1/0`` gives ``zoo``): a later stage reports that.
+        The sympy expression (``2*x**3 + 5*y**2``, variables made by :func:`symbol`).
     Raises:
         InputError: empty, too long or too deep input, a syntax error, a refused construct, an
             unknown function, or a number too large; the message names the token and its column.
+        NotFinite: a constant part is not a finite real number (``1/0``, ``log(-1)``).
     """
     with mpmath.workprec(64):
         return _Parser(text).parse().expr
@@ -89,7 +91,7 @@ def parse_constant(text: str, *, what: str) -> sympy.Expr:
     """
     try:
         expr = parse_expr(text)
-    except InputError as err:
+    except (InputError, NotFinite) as err:  # a value such as 1/0 is bad input for an option
         raise InputError(f"{what}: {err.message}") from None
     if expr.free_symbols:
         name = sorted(s.name for s in expr.free_symbols)[0]
@@ -120,15 +122,15 @@ def parse_wrt(spec: str) -> list[str]:
     total = 0
     for item in (part.strip() for part in spec.split(",")):
         if not item:
-            raise InputError(f"--wrt: empty item in '{spec}'")
+            raise InputError(f"--wrt: empty item in '{_show(spec)}'")
         name, colon, order = (s.strip() for s in item.partition(":"))
         _check_name(name, "--wrt")
         count = 1
         if colon:
             if not re.fullmatch("[0-9]+", order) or not order.strip("0"):
-                raise InputError(f"--wrt: the order in '{item}' must be a positive whole number")
+                raise InputError(f"--wrt: the order in '{_show(item)}' must be a positive whole number")
             if len(order.lstrip("0")) > len(str(MAX_ORDER)):  # refuse before int() of a huge string
-                raise InputError(f"--wrt: the order in '{item}' is too large (at most {MAX_ORDER})")
+                raise InputError(f"--wrt: the order in '{_show(item)}' is too large (at most {MAX_ORDER})")
             count = int(order)
         total += count
         if total > MAX_ORDER:
@@ -151,15 +153,20 @@ def parse_at(spec: str) -> dict[str, sympy.Expr]:
     for item in _split_top_level(spec, ","):
         parts = _split_top_level(item, "=")
         if not item.strip():
-            raise InputError(f"--at: empty item in '{spec}'")
+            raise InputError(f"--at: empty item in '{_show(spec)}'")
         if len(parts) != 2:
-            raise InputError(f"--at: expected NAME=VALUE, got '{item.strip()}'")
+            raise InputError(f"--at: expected NAME=VALUE, got '{_show(item.strip())}'")
         name = parts[0].strip()
         _check_name(name, "--at")
         if name in point:
             raise InputError(f"--at: '{name}' given twice")
         point[name] = parse_constant(parts[1], what=f"--at {name}")
     return point
+
+
+def _show(text: str, limit: int = 40) -> str:
+    """``text`` shortened for an error message, so that a message stays one short line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _split_top_level(text: str, sep: str) -> list[str]:
@@ -194,7 +201,7 @@ def _check_name(name: str, option: str) -> None:
         raise InputError(f"{option}: missing variable name")
     problem = _name_problem(name)
     if problem:
-        raise InputError(f"{option}: '{name}' {problem}")
+        raise InputError(f"{option}: '{_show(name)}' {problem}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,13 +359,13 @@ class _Parser:
         if isinstance(node, ast.Name):
             problem = None if node.id in _CONSTANTS else _name_problem(node.id)
             if problem:
-                raise InputError(f"'{node.id}' at column {self.column(node)} {problem}")
+                raise InputError(f"'{_show(node.id)}' at column {self.column(node)} {problem}")
             return []
         if isinstance(node, ast.Call):
             return self.check_call(node)
         if isinstance(node, ast.Attribute):
             dot = self.src.find(".", self.index(node.value.end_lineno, node.value.end_col_offset))
-            raise InputError(f"attribute access '.{node.attr}' at column {self.to_text[dot] + 1} is not allowed")
+            raise InputError(f"attribute access '.{_show(node.attr)}' at column {self.to_text[dot] + 1} is not allowed")
         raise self.refuse(node, _REFUSED.get(type(node), type(node).__name__))
 
     def check_number(self, node: ast.Constant) -> None:
@@ -374,7 +381,7 @@ class _Parser:
             raise InputError(f"number at column {self.column(node)} has more than {MAX_LITERAL_DIGITS} digits")
         mantissa = re.split("[eE]", self.segment(node))[0]
         if isinstance(value, float) and (math.isinf(value) or (value == 0 and re.search("[1-9]", mantissa))):
-            raise InputError(f"number '{self.segment(node)}' at column {self.column(node)} is out of range")
+            raise InputError(f"number '{_show(self.segment(node))}' at column {self.column(node)} is out of range")
 
     def check_call(self, node: ast.Call) -> list[ast.expr]:
         """Allow ``f(a, ...)`` for a known f with positional arguments only, in f's arity."""
@@ -384,7 +391,7 @@ class _Parser:
             raise InputError(f"call of a non-function at column {self.column(node)} (known functions: {known})")
         name, column = node.func.id, self.column(node)
         if name not in FUNCTIONS:
-            raise InputError(f"unknown function '{name}' at column {column} (known: {known})")
+            raise InputError(f"unknown function '{_show(name)}' at column {column} (known: {known})")
         for kw in node.keywords:
             what = f"keyword argument '{kw.arg}='" if kw.arg else "'**' unpacking"
             raise InputError(f"{what} in {name}() at column {self.column(kw)} is not allowed")
@@ -447,13 +454,16 @@ class _Parser:
         digits = sum(v.digits for v in values)
         self.check_size(node, approx, digits, roots)
         exprs = [v.expr for v in values]
-        return _Value(sympy.Add(*exprs) if group is _ADDITIVE else sympy.Mul(*exprs), approx, digits, roots)
+        expr = sympy.Add(*exprs) if group is _ADDITIVE else sympy.Mul(*exprs)
+        return self.real(node, _Value(expr, approx, digits, roots))
 
     def build_power(self, node: ast.BinOp) -> _Value:
         """Build ``a ** b``, refusing results too large to compute (``9**9**9``, ``x**(10**10)``)."""
         base, exp = self.build(node.left), self.build(node.right)
         _, column = self.between(node.left, node.right)
         digits, roots = base.digits + exp.digits, max(base.roots, exp.roots)
+        if not exp.expr.is_Integer:  # sympy may take roots of the numbers inside: E**(log(8)/3) is 2
+            roots += base.digits + exp.digits
         approx = None
         if exp.approx is not None:
             if base.approx is not None:  # both numbers: bound |log10 a**b| before anything computes it
@@ -464,11 +474,9 @@ class _Parser:
             elif abs(exp.approx) > MAX_EXPONENT:
                 raise InputError(f"exponent at column {column} too large (at most {MAX_EXPONENT} in size)")
             if exp.expr.is_Rational and (base.expr.is_Number or base.expr.is_Mul or base.expr.is_Pow):
-                # sympy distributes the power over the base's numbers, and takes roots of them
-                digits = float(abs(exp.expr)) * base.digits + exp.digits
-                roots = base.roots + (0 if exp.expr.is_Integer else base.digits)
+                digits = float(abs(exp.expr)) * base.digits + exp.digits  # sympy distributes the power
         self.check_size(node, approx, digits, roots, column)
-        return _Value(sympy.Pow(base.expr, exp.expr), approx, digits, roots)
+        return self.real(node, _Value(sympy.Pow(base.expr, exp.expr), approx, digits, roots))
 
     def build_call(self, node: ast.Call) -> _Value:
         """Build ``f(args)`` from the registry's ``build``."""
@@ -481,13 +489,38 @@ class _Parser:
             )
         approx = None
         if all(a.approx is not None for a in args):
-            approx = _to_mpmath(self.apply(fn, [_to_sympy(a.approx) for a in args], column))
+            try:
+                approx = _to_mpmath(fn.build(*(_to_sympy(a.approx) for a in args)))
+            except (ValueError, TypeError, ArithmeticError):  # mpmath at a pole: loggamma(-1.0)
+                raise self.not_finite(node) from None
         digits, roots = sum(a.digits for a in args), max(a.roots for a in args)
+        if name in _TAKES_ROOTS:
+            roots += digits
         self.check_size(node, approx, digits, roots, column)
         expr = self.apply(fn, [a.expr for a in args], column)
         if name in _FACTORIAL_LIKE:  # an exact factorial may have come out
             digits += _exact_digits(expr)
-        return _Value(expr, approx, digits, roots)
+        return self.real(node, _Value(expr, approx, digits, roots))
+
+    def real(self, node: ast.AST, value: _Value) -> _Value:
+        """``value``, unless it is a constant that is not a finite real number, or has a non-finite part.
+
+        Checked at every node because sympy folds such parts away before any later stage could see
+        them: ``abs(acos(2))`` is real, ``sqrt(-1)**2`` is -1, ``1/(1/0)`` is 0 and ``log(x, log(x, 1))``
+        is 0, while over the reals each is undefined (exit 3, as for a constant ``1/0``).
+        """
+        expr = value.expr
+        bad = expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)
+        if not bad and value.approx is not None and not expr.free_symbols:
+            bad = bool(mpmath.im(value.approx))
+        if bad:
+            raise self.not_finite(node)
+        return value
+
+    def not_finite(self, node: ast.AST) -> NotFinite:
+        """A NotFinite naming ``node``'s text and column."""
+        text = _show(self.segment(node).strip())
+        return NotFinite(f"'{text}' at column {self.column(node)} is not a finite real number")
 
     @staticmethod
     def apply(fn: Function, args: list[sympy.Expr], column: int) -> sympy.Expr:
@@ -507,7 +540,7 @@ class _Parser:
         if digits > MAX_DIGITS:
             raise InputError(f"number too large at column {column}: more than {MAX_DIGITS} digits")
         if roots > MAX_ROOT_DIGITS:
-            raise InputError(f"root of a number with more than {MAX_ROOT_DIGITS} digits at column {column}")
+            raise InputError(f"number at column {column} too large for exact roots (over {MAX_ROOT_DIGITS} digits)")
 
 
 def _continues_run(parent: ast.expr, child: ast.expr) -> bool:

@@ -49,6 +49,32 @@ def _track(graph: Graph, npoints: int) -> tuple[np.ndarray, np.ndarray, Any]:
     return bad, culprit, note
 
 
+def _moving(graph: Graph, seeds: dict[str, np.ndarray]) -> list[bool]:
+    """Per node: does it depend on a variable whose seed moves (is differentiated)?
+
+    A node that does not is exactly constant in t, so its higher coefficients are exactly 0 even where
+    its function has no derivative (x * acos(y) at y = 1, differentiated by x). A node that does depend
+    on one keeps whatever its rule gives: a truncated series that happens to be constant (1 - x^2 y^2
+    in the ring of d^2/dxdy) says nothing about the terms cut off, so acos of it stays undefined.
+    """
+    moves: list[bool] = []
+    for node in graph.nodes:
+        if node.op == "var":
+            s = seeds[node.name]
+            tail = s.reshape(-1, s.shape[-1])[1:]
+            moves.append(bool(tail.size) and bool(np.any(tail != 0)))
+        else:
+            moves.append(any(moves[j] for j in node.inputs))
+    return moves
+
+
+def _frozen(out: np.ndarray, lead: int) -> np.ndarray:
+    """``out`` with every coefficient but the constant one set to exactly 0 (a constant node)."""
+    flat = out.reshape(-1, out.shape[-1]).copy()
+    flat[lead:] = ops._zeros_for(out, flat[lead:].shape)
+    return flat.reshape(out.shape)
+
+
 def _params(bk: ops.Backend, params: dict[str, Any]) -> dict[str, Any]:
     return {k: (bk.scalar(v) if k == "p" else v) for k, v in params.items()}
 
@@ -63,9 +89,13 @@ def propagate(graph: Graph, seeds: dict[str, np.ndarray], bk: ops.Backend, npoin
         c[0] = bk.scalar(value)
         return c
 
+    moves = _moving(graph, seeds)
+
     def op(i: int, prim: ops.Primitive, args: list[np.ndarray], params: dict[str, Any]) -> np.ndarray:
         with np.errstate(all="ignore"):
             out = prim.taylor(bk, *args, **_params(bk, params))
+        if not moves[i]:
+            out = _frozen(out, 1)
         note(i, out)
         return out
 
@@ -81,7 +111,7 @@ def _mmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     dims = shape[:-1]
     a = np.broadcast_to(a, shape)
     b = np.broadcast_to(b, shape)
-    if a.dtype != object and b.dtype != object and shape[-1] == 1:
+    if a.dtype != object and b.dtype != object and shape[-1] == 1 and _kronecker_length(dims) <= 4096:
         return _kronecker_mul(a, b)
     out = ops._zeros_for(a if a.dtype == object else b, shape)
     # Skipping zero coefficients of a is only exact when b is finite: 0 * inf must stay nan (a pole).
@@ -92,6 +122,15 @@ def _mmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             continue
         out[tuple(slice(i, None) for i in idx)] += ai * b[tuple(slice(0, n - i) for i, n in zip(idx, dims))]
     return out
+
+
+def _kronecker_length(dims: tuple[int, ...]) -> int:
+    """Length of the univariate polynomial :func:`_kronecker_mul` convolves (its cost is its square)."""
+    length, stride = 1, 1
+    for n in dims:
+        length += (n - 1) * stride
+        stride *= 2 * n - 1
+    return length
 
 
 def _kronecker_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -126,14 +165,16 @@ def _lift(bk: ops.Backend, prim: ops.Primitive, u: np.ndarray, params: dict[str,
         coeffs = prim.taylor(bk, seed, **params)
     delta = u.copy()
     delta[origin] = delta[origin] * 0
-    moving = ~np.all((delta == 0).reshape(-1, u.shape[-1]), axis=0)
-    # Where u does not move, f(u) is the constant f(u0): its (maybe undefined) derivatives don't matter.
-    coeffs[1:] = np.where(moving, coeffs[1:], bk.zeros(coeffs[1:].shape))
+    # No shortcut where delta is 0: a truncated series can be constant while u is not (1 - x^2 y^2 in
+    # the ring of d^2/dxdy), and then f's undefined derivatives at u0 do matter (propagate_multi
+    # freezes the nodes that are really constant).
     out = ops._zeros_for(u, u.shape)
     out[origin] = coeffs[total]
     for m in range(total - 1, -1, -1):
         out = _mmul(out, delta)
         out[origin] = out[origin] + coeffs[m]
+    # delta has no constant term, so the constant term is f(u0) exactly (not nan from inf * 0)
+    out[origin] = coeffs[0]
     return out
 
 
@@ -179,9 +220,13 @@ def propagate_multi(
         c[(0,) * (len(shape) - 1)] = bk.scalar(value)
         return c
 
+    moves = _moving(graph, seeds)
+
     def op(i: int, prim: ops.Primitive, args: list[np.ndarray], params: dict[str, Any]) -> np.ndarray:
         with np.errstate(all="ignore"):
             out = _multi_rule(bk, prim, args, _params(bk, params))
+        if not moves[i]:
+            out = _frozen(out, 1)
         note(i, out)
         return out
 

@@ -208,3 +208,11 @@ def test_installed_gradcli_overflow_and_digits() -> None:
     assert ok.returncode == 0
     with mpmath.workdps(40):
         assert ok.stdout.strip() == nstr(mpmath.mpf(2) ** 1100 * mpmath.e**2, 20)
+
+
+@pytest.mark.parametrize("expr", ["1/x", "sqrt(x)", "log(x)", "x^(5/2)", "atan2(x, x)"])
+def test_a_pole_or_branch_point_with_digits_is_exit_3_like_float64(capsys, expr: str) -> None:
+    # mpmath raises on division by zero where float64 gives inf: the Taylor rules turn both into exit 3
+    code, out, err = run(capsys, "d", expr, "--wrt", "x:3", "--at", "x=0", "--digits", "20", "--no-check")
+    assert (code, out) == (3, "")
+    assert "not finite" in err and len(err.strip().splitlines()) == 1

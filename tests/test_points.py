@@ -456,3 +456,39 @@ def test_check_many_of_one_row_uses_the_precise_check() -> None:
     expr = x**3
     batch = Oracle(expr, lower(expr), ["x"], 5.0).check_many({"x": np.array([2.0])}, np.array([12.0]), tol=1e-8)
     assert batch[0].ok is True and isinstance(batch[0].value, mpmath.mpf)
+
+
+def test_progress_bar_only_for_a_regular_file_when_stderr_is_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+    import rich.progress
+
+    import gradcli.cli as cli
+
+    made: list[int] = []
+
+    class Recording(rich.progress.Progress):
+        def add_task(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - rich's signature
+            made.append(kwargs["total"])
+            return super().add_task(*args, **kwargs)
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    class Reader:
+        total: int | None = 1000
+        bytes_read = 500
+
+    monkeypatch.setattr(rich.progress, "Progress", Recording)
+    with cli._progress(Reader()) as advance:  # stderr is not a terminal under pytest
+        advance()
+    assert made == []
+    monkeypatch.setattr(click, "get_text_stream", lambda name: Tty())
+    stdin = Reader()
+    stdin.total = None  # a pipe: size unknown
+    with cli._progress(stdin) as advance:
+        advance()
+    assert made == []
+    with cli._progress(Reader()) as advance:
+        advance()
+    assert made == [1000]
