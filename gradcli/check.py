@@ -258,7 +258,7 @@ class Oracle:
         >>> f = symbol("x") ** 3
         >>> batch = Oracle(f, lower(f), ["x"], 5.0).check_many({"x": np.array([1.0, 2.0])},
         ...                                                    np.array([3.0, 12.0]), tol=1e-8)
-        >>> [r.ok for r in batch], batch.failed.any()
+        >>> [r.ok for r in batch], bool(batch.failed.any())
         ([True, True], False)
         """
         n = len(values)

@@ -428,17 +428,30 @@ def pow_series(bk: Backend, u: np.ndarray, p: Any) -> np.ndarray:
     return v
 
 
-def _compose_known(u: np.ndarray, coeffs: list[Any]) -> np.ndarray:
-    """sum_m coeffs[m] * (u - u[0])**m by Horner, for functions whose own Taylor coefficients at u[0]
-    are known in closed form (polygamma): O(K^3) in general, O(K^2) when u is linear (u0 + a t)."""
+def _compose_known(u: np.ndarray, scaled_coeffs: Callable[[np.ndarray], list[Any]]) -> np.ndarray:
+    """sum_m c_m (u - u0)^m, for functions whose own Taylor coefficients c_m at u0 are known in closed
+    form (the gamma family). ``scaled_coeffs(sigma)`` gives c_m sigma^m per point, computed where they
+    cannot overflow, for sigma the natural scale of d = u - u0 (max_j |d_j|^(1/j)); the sum then runs on
+    d / sigma by Horner: O(K^3) in general, O(K^2) when u is linear (u0 + a t). In float64, c_m and
+    sigma^m alone leave the range at high orders (psi^(m)(x)/m! ~ x^-m) while their product does not."""
     d = u.copy()
     d[0] = d[0] * 0
+    n = u.shape[0]
+    if u.dtype == object:
+        sigma = np.frompyfunc(lambda v: mpmath.mpf(1), 1, 1)(u[0])
+    else:
+        with np.errstate(all="ignore"):
+            roots = np.abs(d[1:]) ** (1.0 / np.arange(1, n).reshape((n - 1,) + (1,) * (u.ndim - 1)))
+            sigma = np.max(np.where(np.isfinite(roots), roots, 0.0), axis=0, initial=0.0)
+        sigma = np.where(sigma > 0, sigma, 1.0)
+    d = d / sigma
+    coeffs = scaled_coeffs(sigma)
     if _length(d) <= 2:  # (a t)^m = a^m t^m
         out = _zeros_for(u, u.shape)
         power = None
-        for m, c in enumerate(coeffs[: u.shape[0]]):
+        for m, c in enumerate(coeffs[:n]):
             out[m] = c if power is None else c * power
-            if m + 1 < u.shape[0]:
+            if m + 1 < n:
                 power = d[1] if power is None else power * d[1]
         return out
     out = _const_like(u, coeffs[-1])
@@ -450,7 +463,7 @@ def _compose_known(u: np.ndarray, coeffs: list[Any]) -> np.ndarray:
 
 def _psi_over_factorial(x: Any, n: int, m: int) -> Any:
     """psi^(n+m)(x) / m! for an mpf x: (-1)^(n+m+1) (n+m)!/m! zeta(n+m+1, x) with Hurwitz's zeta, which
-    stays in range (and accurate, also for x < 0) at orders where psi^(n+m)(x) and m! overflow."""
+    is accurate also for x < 0 (mpmath's psi is not at high orders there); nan at the poles."""
     if x <= 0 and x == mpmath.floor(x):
         return mpmath.mpf("nan")
     if n + m == 0:
@@ -458,15 +471,17 @@ def _psi_over_factorial(x: Any, n: int, m: int) -> Any:
     return (-1) ** (n + m + 1) * mpmath.rf(m + 1, n) * mpmath.zeta(n + m + 1, x)
 
 
-def _polygamma_coeffs(bk: Backend, x0: Any, first: int, count: int) -> list[Any]:
-    """psi^(first+m)(x0) / m! for m < count: the Taylor coefficients of polygamma(first, .) at x0."""
+def _gamma_family_coeffs(bk: Backend, x0: np.ndarray, sigma: np.ndarray, count: int,
+                         coeff: Callable[[Any, int], Any]) -> list[Any]:
+    """``coeff(x, m) * sigma^m`` for m < count at every point, in mpmath (no overflow in between);
+    float64 arrays in float64 (inf or 0 only where the scaled value itself leaves the range)."""
     if bk.is_mp:
-        return [np.frompyfunc(lambda x, m=m: _psi_over_factorial(x, first, m), 1, 1)(x0) for m in range(count)]
+        return [np.frompyfunc(lambda x, s, m=m: coeff(x, m) * s**m, 2, 1)(x0, sigma) for m in range(count)]
     out = []
     with mpmath.workprec(64):
         for m in range(count):
-            one = np.frompyfunc(lambda x, m=m: float(_psi_over_factorial(mpmath.mpf(float(x)), first, m)), 1, 1)
-            out.append(np.asarray(one(x0), dtype=np.float64))
+            one = np.frompyfunc(lambda x, s, m=m: float(coeff(mpmath.mpf(float(x)), m) * mpmath.mpf(float(s)) ** m), 2, 1)
+            out.append(np.asarray(one(x0, sigma), dtype=np.float64))
     return out
 
 
@@ -599,13 +614,19 @@ def _t_sign(bk: Backend, u: np.ndarray) -> np.ndarray:
 
 
 def _t_polygamma(bk: Backend, u: np.ndarray, n: int) -> np.ndarray:
-    return _compose_known(u, _polygamma_coeffs(bk, u[0], n, u.shape[0]))
+    # polygamma(n, u0 + d) = sum_m psi^(n+m)(u0)/m! d^m
+    return _compose_known(
+        u, lambda sigma: _gamma_family_coeffs(bk, u[0], sigma, u.shape[0], lambda x, m: _psi_over_factorial(x, n, m))
+    )
+
+
+def _lgamma_coeff(x: Any, m: int) -> Any:
+    # log|Gamma|(x + d) - log|Gamma|(x) = sum_{m>=1} psi^(m-1)(x)/m! d^m (valid off the poles)
+    return mpmath.mpf(0) if m == 0 else _psi_over_factorial(x, 0, m - 1) / m
 
 
 def _lgamma_increment(bk: Backend, u: np.ndarray) -> np.ndarray:
-    # log|Gamma|(u0 + d) - log|Gamma|(u0) = sum_{m>=1} psi^(m-1)(u0)/m! d^m (valid off the poles).
-    psi = _polygamma_coeffs(bk, u[0], 0, u.shape[0] - 1)
-    return _compose_known(u, [bk.scalar(0)] + [c / m for m, c in enumerate(psi, start=1)])
+    return _compose_known(u, lambda sigma: _gamma_family_coeffs(bk, u[0], sigma, u.shape[0], _lgamma_coeff))
 
 
 def _t_loggamma(bk: Backend, u: np.ndarray) -> np.ndarray:
@@ -649,7 +670,8 @@ def _broadcast_to(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def _two_over_sqrt_pi(x: Any) -> Any:
     """2/sqrt(pi) in the precision of the tensor ``x`` (an mpf under --digits, else a float)."""
-    return backend_of(x.value).scalar(2 / sympy.sqrt(sympy.pi))
+    bk = x.bk if hasattr(x, "bk") else backend_of(x.value)  # a Tensor, or dual.Dual in Hessians
+    return bk.scalar(2 / sympy.sqrt(sympy.pi))
 
 
 def _vjp_pow(T: Any, g: Any, out: Any, x: Any, p: Any) -> tuple[Any, ...]:
