@@ -196,7 +196,9 @@ def main() -> None:
     print("circle in the complex plane with mpmath at raised precision. form k!c/s^k: f^(k) > 1e308 leaves")
     print("float64, so the engine's scaled coefficient c_k of f(a+s*t) and its step s are compared as")
     print("k!*c_k/s^k in mpmath (gradcli d exits 3 there and suggests --digits).")
-    print("Reference self-check: " + " | ".join(verify))
+    print("Reference self-check (relative differences):")
+    for line in verify:
+        print(f"  {line}")
 
     # ---- --digits 50 at k = 300 --------------------------------------------------------------------------
     print()

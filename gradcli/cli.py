@@ -270,7 +270,7 @@ def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str],
     stream, ours = _open_points(points)
     failed_rows, notes, bad_rows = 0, 0, 0
     first_error: tuple[Any, Any] | None = None
-    skipped: dict[str, Any] = {}
+    skipped: dict[str, list[Any]] = {}
     try:
         reader = PointsReader(stream, variables, defaults, bk, name=points)
         with _progress(reader) as advance:
@@ -304,11 +304,12 @@ def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str],
             stream.close()
     if failed_rows > notes:
         _note(f"{failed_rows} rows failed the check or --expect in all (the first {notes} are named above)")
-    for why, c in skipped.items():
+    for why, (c, count) in skipped.items():
+        rows = f"{count} row{'s' if count > 1 else ''}"
         if c.ok is not None:
-            _note(f"note: symbolic check skipped for some rows ({why}); checked by {c.method} instead")
+            _note(f"note: symbolic check skipped for {rows} ({why}); checked by {c.method} instead")
         else:
-            _note(f"note: check skipped for some rows: {why}")
+            _note(f"note: check skipped for {rows}: {why}")
     if first_error is not None:
         line, exc = first_error
         more = f" ({bad_rows} such rows in all)" if bad_rows > 1 else ""
@@ -316,15 +317,17 @@ def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str],
     return 1 if failed_rows else 0
 
 
-def _skipped_checks(block: Any, seen: dict[str, Any]) -> None:
-    """Collect each distinct reason a row's check was skipped (reported once, at the end)."""
+def _skipped_checks(block: Any, seen: dict[str, list[Any]]) -> None:
+    """Count the rows whose check was skipped, per reason (each reason is reported once, at the end)."""
     for batch in block.checks or []:
-        candidates = [batch[i] for i in batch.single]
-        if batch.skipped[0]:
-            candidates.append(batch[int(np.argmax((batch.status < 0) & ~batch.excluded))])
-        for c in candidates:
+        for c in (batch[i] for i in batch.single):
             if c is not None and c.skipped:
-                seen.setdefault(c.skipped, c)
+                seen.setdefault(c.skipped, [c, 0])[1] += 1
+        if batch.skipped[0]:
+            unchecked = (batch.status < 0) & ~batch.excluded
+            unchecked[list(batch.single)] = False
+            if unchecked.any():
+                seen.setdefault(batch.skipped[0], [batch[int(np.argmax(unchecked))], 0])[1] += int(unchecked.sum())
 
 
 def _expect_failed(block: Any, expected: Any, tol: float) -> np.ndarray:

@@ -30,6 +30,7 @@ __all__ = [
     "hessian_values",
     "taylor_values",
     "raise_not_finite",
+    "check_work",
 ]
 
 
@@ -130,6 +131,96 @@ def _mp_arr(x: Any) -> np.ndarray:
     return out
 
 
+# ---- work bounds: what would take minutes is refused at once ------------------------------------------
+#: Taylor mode costs about ops x (order+1)^2 arithmetic operations per point (ops: the expression's
+#: operations); in float64 (numpy, vectorised) this budget is a few seconds.
+MAX_WORK_F64 = 2 * 10**9
+#: With --digits N every operation is an mpmath one, about (1 + N/25) times dearer than at 15 digits.
+MAX_WORK_MP = 3 * 10**7
+#: Mixed partials multiply truncated series of prod(n_i + 1) terms, at a cost of that number squared.
+MAX_RING_WORK_F64 = 2 * 10**7
+MAX_RING_WORK_MP = 3 * 10**5
+#: Nested reverse tapes (engine="reverse") grow about threefold per order.
+MAX_REVERSE_ORDER = 10
+#: mpmath's gamma and polygamma cost about digits^3: 3 s a point at 1000 digits, minutes at 10000.
+MAX_DIGITS_GAMMA = 1000
+
+
+def check_work(graph: Graph, wrt: list[str], bk: ops.Backend, engine: str = "auto") -> None:
+    """Raise InputError when a derivative would take far more than a few seconds (see the bounds above).
+
+    >>> from gradcli.graph import lower
+    >>> from gradcli.parse import parse_expr
+    >>> check_work(lower(parse_expr("sin(x)")), ["x"] * 100_000, ops.F64)
+    Traceback (most recent call last):
+    ...
+    gradcli.errors.InputError: order 100000 exceeds the limit 44720 for this expression (1 operation, float64)
+    """
+    if bk.is_mp and bk.dps - 10 > MAX_DIGITS_GAMMA:
+        slow = sorted({node.op for node in graph.nodes if node.op in ("gamma", "loggamma", "polygamma")})
+        if slow:
+            raise InputError(f"--digits above {MAX_DIGITS_GAMMA} is not supported for {', '.join(slow)} "
+                             "(mpmath would take minutes per point)")
+    order = len(wrt)
+    if order <= 1:
+        return
+    nops = max(1, sum(1 for node in graph.nodes if node.op not in ("var", "const")))
+    factor = 1 + bk.dps / 25 if bk.is_mp else 1
+    where = f"{nops} operation{'s' if nops != 1 else ''}, " + (f"{bk.dps - 10} digits" if bk.is_mp else "float64")
+    if engine == "reverse":
+        if order > MAX_REVERSE_ORDER:
+            raise InputError(f"order {order} exceeds the limit {MAX_REVERSE_ORDER} of the reverse engine (nested "
+                             "tapes grow exponentially with the order); use the taylor engine")
+        return
+    counts = [wrt.count(n) for n in dict.fromkeys(wrt)]
+    if len(counts) == 1:
+        budget = (MAX_WORK_MP if bk.is_mp else MAX_WORK_F64) / (nops * factor)
+        limit = max(1, math.isqrt(int(budget)) - 1)
+        if order > limit:
+            raise InputError(f"order {order} exceeds the limit {limit} for this expression ({where})")
+        return
+    terms = math.prod(c + 1 for c in counts)
+    budget = (MAX_RING_WORK_MP if bk.is_mp else MAX_RING_WORK_F64) / (nops * factor)
+    limit = max(4, math.isqrt(int(budget)))
+    if terms > limit:
+        spec = ",".join(f"{n}:{wrt.count(n)}" for n in dict.fromkeys(wrt))
+        raise InputError(f"the mixed partial {spec} needs series of {terms} terms, over the limit {limit} for "
+                         f"this expression ({where}); lower the orders")
+
+
+def degree(graph: Graph, name: str) -> float:
+    """The degree of the graph's output as a polynomial in ``name`` (inf if it is not one).
+
+    >>> from gradcli.graph import lower
+    >>> from gradcli.parse import parse_expr
+    >>> degree(lower(parse_expr("x**3*y + sin(y)/(1+y)")), "x"), degree(lower(parse_expr("x/(1+x)")), "x")
+    (3, inf)
+    """
+    deg: list[float] = []
+    for node in graph.nodes:
+        args = [deg[j] for j in node.inputs]
+        if node.op == "var":
+            d: float = 1 if node.name == name else 0
+        elif node.op == "const" or not any(args):
+            d = 0  # constant in ``name``, whatever the function
+        elif node.op in ("add", "sub"):
+            d = max(args)
+        elif node.op == "neg":
+            d = args[0]
+        elif node.op == "mul":
+            d = args[0] + args[1]
+        elif node.op == "div" and args[1] == 0:
+            d = args[0]
+        elif node.op == "pow":
+            p = dict(node.params).get("p")
+            whole = p is not None and float(p) == int(float(p)) and float(p) >= 0
+            d = args[0] * int(float(p)) if whole else math.inf
+        else:
+            d = math.inf
+        deg.append(d)
+    return deg[graph.output] if deg else 0
+
+
 # ---- single derivatives -------------------------------------------------------------------------------
 def derivative_values(
     graph: Graph, wrt: list[str], point: dict[str, np.ndarray], bk: ops.Backend, npoints: int, engine: str = "auto"
@@ -139,9 +230,12 @@ def derivative_values(
         raise InputError(f"unknown engine {engine!r}: use auto, taylor or reverse")
     order = len(wrt)
     point = {k: v for k, v in point.items() if k in graph.variables}
-    if any(n not in graph.variables for n in wrt):
+    if any(n not in graph.variables or degree(graph, n) < wrt.count(n) for n in dict.fromkeys(wrt)):
+        # exactly 0 (f does not depend on a variable, or is a polynomial of lower degree in it), at any
+        # order and without work; the forward values are still checked (x**2*log(y) at y = 0 fails)
         _, fail = _taylor_univariate(graph, None, 0, point, bk, npoints)
         return bk.zeros((npoints,)), fail
+    check_work(graph, wrt, bk, engine)
     if engine == "reverse" or (engine == "auto" and order == 1):
         return _reverse(graph, wrt, point, bk, npoints)
     counts = {n: wrt.count(n) for n in dict.fromkeys(wrt)}
@@ -193,6 +287,13 @@ def taylor_coefficients(
         if np.all(np.isnan(rate)):
             break
         step = np.where(np.isnan(rate), step, step / np.where(np.isnan(rate), 1.0, rate))
+    else:
+        # No step kept every coefficient in float64's range (sin at order 2000: c_k s^k underflows for a
+        # small s, and the lower ones overflow for a large s). An underflowed c_order would read as a
+        # derivative of 0, a confident wrong number, so these points fail (exit 3, "use --digits").
+        lost = ~np.isnan(rate) & ~fail.bad
+        if lost.any():
+            fail = Failure(fail.bad | lost, np.where(lost, -1, fail.culprit))
     return coeffs, fail, step
 
 
@@ -232,13 +333,22 @@ def _taylor_mixed(
             unit[names.index(name)] = 1
             s[tuple(unit)] = bk.scalar(1)
         seeds[name] = s
+    log_scale = sum(math.lgamma(counts[n] + 1) for n in names)
+    if not bk.is_mp and log_scale > _LOG_F64_FACTORIALS:
+        # The coefficient is the derivative over prod(n_i!) > 1e290: a derivative of any size that
+        # matters would underflow in it (exp(x+y) at x:100,y:100 would come out as 0). No value.
+        return bk.zeros((npoints,)) * np.nan, Failure(np.ones(npoints, dtype=bool), np.full(npoints, -1))
     coeffs, fail = propagate_multi(graph, seeds, bk, npoints)
     scale = 1
     for n in names:
         scale *= math.factorial(counts[n])
     top = coeffs[tuple(counts[n] for n in names)]
     with np.errstate(all="ignore"):
-        return top * (mpmath.mpf(scale) if bk.is_mp else float(scale)), fail
+        return top * (mpmath.mpf(scale) if bk.is_mp else math.exp(log_scale)), fail
+
+
+#: log(1e290): beyond it, prod(n_i!) leaves too little of float64's range for a mixed coefficient.
+_LOG_F64_FACTORIALS = math.log(1e290)
 
 
 def _tensor_eval(graph: Graph, variables: dict[str, Any], bk: ops.Backend) -> Any:
@@ -299,6 +409,7 @@ def gradient_values(
     graph: Graph, wrt: list[str], point: dict[str, np.ndarray], bk: ops.Backend, npoints: int
 ) -> tuple[np.ndarray, Failure]:
     """All first partials in one reverse sweep: shape (P, len(wrt))."""
+    check_work(graph, wrt[:1], bk, "reverse")
     from .tape import Tape
     from .tensor import Tensor
 
@@ -319,6 +430,7 @@ def hessian_values(
 ) -> tuple[np.ndarray, Failure]:
     """The Hessian by forward-over-reverse: one reverse sweep on dual numbers for all n directions
     (see :mod:`gradcli.dual`); exactly symmetric, each pair (i, j), j > i, mirrored from one entry."""
+    check_work(graph, wrt[:1], bk, "reverse")
     from .dual import hessian
 
     out = hessian(graph, wrt, {k: v for k, v in point.items() if k in graph.variables}, bk, npoints)
@@ -329,6 +441,7 @@ def taylor_values(
     graph: Graph, var: str, order: int, point: dict[str, np.ndarray], bk: ops.Backend, npoints: int
 ) -> tuple[np.ndarray, np.ndarray, Failure]:
     """f(A), f'(A), ..., f^(N)(A) and the Taylor coefficients f^(k)(A)/k!, each of shape (P, N+1)."""
+    check_work(graph, [var] * order, bk, "taylor")
     coeffs, fail, step = taylor_coefficients(graph, var, order, point, bk, npoints)
     if bk.is_mp:
         derivs = np.stack([coeffs[k] * mpmath.factorial(k) for k in range(order + 1)], axis=1)
@@ -353,7 +466,8 @@ def raise_not_finite(
             fn = "sqrt"
         raise NotFinite(f"the result is not finite{at}: {fn} is undefined or not differentiable there")
     if not digits:
-        raise NotFinite(f"the result overflows float64{at}; use --digits N for arbitrary precision")
+        raise NotFinite(f"the result or an intermediate value leaves float64's range{at}; "
+                        "use --digits N for arbitrary precision")
     raise NotFinite(f"the result is not finite{at}")
 
 

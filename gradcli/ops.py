@@ -480,8 +480,10 @@ def _gamma_family_coeffs(bk: Backend, x0: np.ndarray, sigma: np.ndarray, count: 
     out = []
     with mpmath.workprec(64):
         for m in range(count):
-            one = np.frompyfunc(lambda x, s, m=m: float(coeff(mpmath.mpf(float(x)), m) * mpmath.mpf(float(s)) ** m), 2, 1)
-            out.append(np.asarray(one(x0, sigma), dtype=np.float64))
+            def one(x: float, s: float, m: int = m) -> float:
+                return float(coeff(mpmath.mpf(float(x)), m) * mpmath.mpf(float(s)) ** m)
+
+            out.append(np.asarray(np.frompyfunc(one, 2, 1)(x0, sigma), dtype=np.float64))
     return out
 
 
@@ -810,6 +812,14 @@ def _min2(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
 COMPOSITES: dict[Any, Callable[..., sympy.Expr]] = {
     sympy.Max: lambda *args: reduce(_max2, args),
     sympy.Min: lambda *args: reduce(_min2, args),
+    # sympy's own rewrites can produce these (tan(x + pi/2) is -cot(x)); they are quotients of primitives
+    sympy.cot: lambda u: sympy.cos(u) / sympy.sin(u),
+    sympy.sec: lambda u: 1 / sympy.cos(u),
+    sympy.csc: lambda u: 1 / sympy.sin(u),
+    sympy.coth: lambda u: sympy.cosh(u) / sympy.sinh(u),
+    sympy.sech: lambda u: 1 / sympy.cosh(u),
+    sympy.csch: lambda u: 1 / sympy.sinh(u),
+    sympy.acot: lambda u: sympy.atan(1 / u),
 }
 
 

@@ -416,7 +416,9 @@ class _Parser:
             if isinstance(node.value, int):
                 number = sympy.Integer(node.value)
                 return _Value(number, mpmath.mpf(node.value), _log_size(number))
-            return _Value(sympy.Float(node.value), mpmath.mpf(node.value))
+            # the literal's exact decimal value (0.7 is 7/10), so that --digits sees the number typed
+            text = self.segment(node).replace("_", "")
+            return _Value(sympy.Rational(text), mpmath.mpf(node.value))
         if isinstance(node, ast.Name):
             if node.id in _CONSTANTS:
                 expr, approx = _CONSTANTS[node.id]

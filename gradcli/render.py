@@ -34,7 +34,7 @@ def _mp_text(v: mpmath.mpf, digits: int | None) -> str:
 def json_number(v: Any, digits: int | None) -> Any:
     """JSON value: a float in float64; a string with ``--digits`` (beyond float's range and precision)."""
     if isinstance(v, mpmath.mpf):
-        return _mp_text(v, digits)
+        return _mp_text(v, digits) if mpmath.isfinite(v) else None  # null, like a float64 nan
     if isinstance(v, list):
         return [json_number(x, digits) for x in v]
     if v is None:

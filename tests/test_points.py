@@ -492,3 +492,13 @@ def test_progress_bar_only_for_a_regular_file_when_stderr_is_a_terminal(monkeypa
     with cli._progress(Reader()) as advance:
         advance()
     assert made == [1000]
+
+
+def test_check_budget_skips_rows_with_one_note_not_one_per_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "p.csv", "x\n" + "\n".join(str(0.1 + i * 1e-3) for i in range(3000)) + "\n")
+    code, out, err = run(capsys, "d", "sin(x)*exp(x)", "--wrt", "x:12", "--points", path, "--check-timeout", "0.05")
+    assert code == 0 and len(out.splitlines()) == 3000
+    notes = err.splitlines()
+    assert 1 <= len(notes) <= 3 and any("check skipped for" in n and "--check-timeout" in n for n in notes)

@@ -188,6 +188,34 @@ def test_scaled_coefficients_beyond_float64_range_stay_accurate(expr: str, at: f
             assert rel(mpmath.mpf(float(coeffs[order, 0])) / mpmath.mpf(float(step[0])) ** order, refs[order]) <= 1e-9
 
 
+@pytest.mark.parametrize("at", [2.5, 0.3, -1.5])
+@pytest.mark.parametrize("order", [20, 100])
+def test_loggamma_and_gamma_at_high_order(at: float, order: int) -> None:
+    # loggamma^(k) = psi^(k-1) (real where gamma > 0); gamma^(k) via mpmath.diff of mpmath.gamma
+    with mpmath.workdps(30):
+        if at > 0:
+            value = gradcli.derivative("loggamma(x)", wrt=f"x:{order}", at={"x": at})
+            assert rel(value, mpmath.psi(order - 1, mpmath.mpf(at))) <= tolerance(order)
+        if order <= 20:
+            value = gradcli.derivative("gamma(x)", wrt=f"x:{order}", at={"x": at})
+            assert rel(value, mpmath.diff(mpmath.gamma, mpmath.mpf(at), order)) <= tolerance(order)
+
+
+def test_loggamma_coefficients_stay_in_range_where_psi_and_factorials_overflow() -> None:
+    # psi^(k-1)(x)/k! for k = 1000: psi^(999)(2.5) ~ 1e2167 and 1000! ~ 1e2567 leave float64; their
+    # ratio, scaled by the step, does not
+    graph = prepare("loggamma(x)").graph
+    coeffs, fail, step = taylor_coefficients(graph, "x", 1000, {"x": np.array([2.5])}, ops.F64, 1)
+    assert not fail.bad.any()
+    with mpmath.workdps(30):
+        for k in (500, 1000):
+            got = mpmath.mpf(float(coeffs[k, 0])) / mpmath.mpf(float(step[0])) ** k
+            assert rel(got, mpmath.psi(k - 1, mpmath.mpf(2.5)) / mpmath.factorial(k)) <= 1e-12
+    with pytest.raises(gradcli.GradcliError) as info:  # the derivative itself overflows: exit 3
+        gradcli.derivative("loggamma(x)", wrt="x:1000", at={"x": 2.5})
+    assert info.value.exit_code == 3
+
+
 def test_taylor_api_coefficients_are_derivatives_over_factorials() -> None:
     derivs, coeffs = gradcli.taylor("exp(sin(x))*log(1+x^2)", "x", 30, at={"x": 0.5})
     refs = cauchy_coefficients(lambda zz: mpmath.exp(mpmath.sin(zz)) * mpmath.log(1 + zz**2), 0.5,
