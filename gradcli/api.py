@@ -7,8 +7,9 @@ constant-expression strings (``"pi/4"``) or numpy arrays (vectorised over points
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -75,7 +76,9 @@ def _is_scalar_point(at: dict[str, Any]) -> bool:
     return all(np.ndim(v) == 0 for v in at.values() if not isinstance(v, sympy.Basic))
 
 
-def _check_failures(prep: Prepared, fail: Any, values: np.ndarray, points: dict[str, np.ndarray], bk: ops.Backend) -> None:
+def _check_failures(
+    prep: Prepared, fail: Any, values: np.ndarray, points: dict[str, np.ndarray], bk: ops.Backend
+) -> None:
     from .graph import finite_mask
 
     fin = finite_mask(values).reshape(values.shape[0], -1).all(axis=1)
@@ -181,7 +184,9 @@ def hessian(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, *
         return values[0] if _is_scalar_point(at) else values
 
 
-def jacobian(exprs: list[str], at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None) -> Any:
+def jacobian(
+    exprs: list[str], at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None
+) -> Any:
     """One gradient row per expression, over the union of their variables (sorted) unless ``wrt``.
 
     >>> jacobian(["x*y", "x+y"], at={"x": 2, "y": 3}).tolist()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -63,7 +64,9 @@ def close(a: Any, b: Any, tol: float) -> bool:
     return rel_err(a, b) <= tol
 
 
-def symbolic_derivative(expr: sympy.Expr, wrt: list[str], deadline: Callable[[], bool]) -> tuple[sympy.Expr | None, str | None]:
+def symbolic_derivative(
+    expr: sympy.Expr, wrt: list[str], deadline: Callable[[], bool]
+) -> tuple[sympy.Expr | None, str | None]:
     """sympy.diff along ``wrt``, run by run; (None, why) once it grows too large or too slow."""
     from .parse import symbol
 

@@ -18,9 +18,10 @@ function (say ``erf``) means adding one entry to :data:`_ENTRIES` below.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import reduce
-from typing import Any, Callable
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -713,7 +714,9 @@ class Primitive:
     params: tuple[str, ...] = field(default=())
 
 
-def _p(name: str, arity: int, sympy_cls: Any, f64: Any, mp: Any, vjp: Any, taylor: Any, doc: str, params=()) -> Primitive:
+def _p(
+    name: str, arity: int, sympy_cls: Any, f64: Any, mp: Any, vjp: Any, taylor: Any, doc: str, params: Any = ()
+) -> Primitive:
     return Primitive(name, arity, sympy_cls, f64, mp, vjp, taylor, doc, tuple(params))
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import mpmath
 import pytest
 import sympy
-from hypothesis import HealthCheck, Phase, assume, example, given, note, settings
+from hypothesis import HealthCheck, Phase, assume, given, note, settings
 from hypothesis import strategies as st
 
 import gradcli
