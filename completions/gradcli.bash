@@ -26,4 +26,3 @@ _gradcli_completion_setup() {
 }
 
 _gradcli_completion_setup;
-

@@ -145,7 +145,7 @@ def cli() -> None:
 
 
 def _stdout() -> TextIO:
-    return click.get_text_stream("stdout")
+    return sys.stdout
 
 
 def _default_format(fmt: str | None, as_json: bool) -> str:
@@ -238,7 +238,7 @@ def _open_points(points: str) -> tuple[BinaryIO, bool]:
 @contextmanager
 def _progress(reader: Any) -> Iterator[Callable[[], None]]:
     """A rich progress bar on stderr (bytes read of a regular file) when stderr is a terminal."""
-    if reader.total is None or not click.get_text_stream("stderr").isatty():
+    if reader.total is None or not sys.stderr.isatty():
         yield lambda: None
         return
     from rich.console import Console

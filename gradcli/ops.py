@@ -680,6 +680,10 @@ def _two_over_sqrt_pi(x: Any) -> Any:
 def _vjp_pow(T: Any, g: Any, out: Any, x: Any, p: Any) -> tuple[Any, ...]:
     if p == 0:
         return (g * 0.0,)
+    if float(p) != int(float(p)):
+        # x^p for a fractional p is real for x >= 0 only, so at 0 it has no two-sided derivative:
+        # p x^p / x is nan there (p x^(p-1) would be 0 for p > 1), as in the Taylor rule
+        return (g * (out * p / x),)
     return (g * (T.pow(x, p=p - 1) * p),)
 
 

@@ -77,7 +77,9 @@ def test_zsh_complete_protocol_gives_hessian_with_its_help() -> None:
 
 def test_fish_complete_protocol_gives_hessian() -> None:
     out = _complete({"_GRADCLI_COMPLETE": "fish_complete", "COMP_WORDS": "gradcli h", "COMP_CWORD": "h"})
-    assert out.splitlines()[:2] == ["plain", "hessian"]
+    lines = out.splitlines()
+    # click < 8.5 answers "plain" and "hessian" on two lines; 8.5 answers "plain,hessian<TAB>help"
+    assert lines[:2] == ["plain", "hessian"] or lines[0].split("\t")[0] == "plain,hessian"
 
 
 def _bash_env() -> dict[str, str]:

@@ -459,7 +459,6 @@ def test_check_many_of_one_row_uses_the_precise_check() -> None:
 
 
 def test_progress_bar_only_for_a_regular_file_when_stderr_is_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    import click
     import rich.progress
 
     import gradcli.cli as cli
@@ -483,7 +482,7 @@ def test_progress_bar_only_for_a_regular_file_when_stderr_is_a_terminal(monkeypa
     with cli._progress(Reader()) as advance:  # stderr is not a terminal under pytest
         advance()
     assert made == []
-    monkeypatch.setattr(click, "get_text_stream", lambda name: Tty())
+    monkeypatch.setattr(sys, "stderr", Tty())
     stdin = Reader()
     stdin.total = None  # a pipe: size unknown
     with cli._progress(stdin) as advance:
