@@ -7,6 +7,7 @@ the Python API uses too.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -469,8 +470,10 @@ def _reader_gone() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+def _one_line(text: str, limit: int = 400) -> str:
+    """One line, and not a screenful: a 100k-character EXPR is not echoed back whole."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else f"{line[: limit - 60]} ... {line[-40:]} ({len(line)} characters)"
 
 
 def main(argv: list[str] | None = None, prog_name: str = "gradcli") -> int:
@@ -483,7 +486,9 @@ def main(argv: list[str] | None = None, prog_name: str = "gradcli") -> int:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.exceptions.NoSuchOption as exc:
-        hint = f"; {_EXPR_HINT}" if not exc.option_name.startswith("--") else ""
+        # -x**2, -1 or ---x is an EXPR, not a misspelt option like --bogus
+        looks_like_option = re.fullmatch(r"--[A-Za-z][A-Za-z0-9-]*", exc.option_name or "") is not None
+        hint = "" if looks_like_option else f"; {_EXPR_HINT}"
         _note(f"error: {_one_line(exc.format_message())}{hint}")
         code = 2
     except click.ClickException as exc:

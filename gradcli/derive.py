@@ -466,11 +466,19 @@ def raise_not_finite(
         fn = {"div": "division", "pow": "power"}.get(node.op, node.op)
         if node.op == "pow" and dict(node.params).get("p") == sympy.Rational(1, 2):
             fn = "sqrt"
+        if node.op in _SMOOTH_EVERYWHERE and not digits:
+            # the first failing node had finite inputs: a function smooth on all reals can only overflow
+            raise NotFinite(f"the result overflows float64{at} (in {fn}); use --digits N for arbitrary precision")
         raise NotFinite(f"the result is not finite{at}: {fn} is undefined or not differentiable there")
     if not digits:
         raise NotFinite(f"the result or an intermediate value leaves float64's range{at}; "
                         "use --digits N for arbitrary precision")
     raise NotFinite(f"the result is not finite{at}")
+
+
+#: Primitives smooth on the whole real line: a non-finite value from finite inputs is an overflow.
+_SMOOTH_EVERYWHERE = frozenset({"add", "sub", "neg", "mul", "exp", "sinh", "cosh", "sin", "cos", "atan", "tanh",
+                                "asinh", "erf", "erfc"})
 
 
 def _fmt(v: Any) -> str:

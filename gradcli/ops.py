@@ -465,8 +465,8 @@ def _compose_known(u: np.ndarray, scaled_coeffs: Callable[[np.ndarray], list[Any
 def _psi_over_factorial(x: Any, n: int, m: int) -> Any:
     """psi^(n+m)(x) / m! for an mpf x: (-1)^(n+m+1) (n+m)!/m! zeta(n+m+1, x) with Hurwitz's zeta, which
     is accurate also for x < 0 (mpmath's psi is not at high orders there); nan at the poles."""
-    if x <= 0 and x == mpmath.floor(x):
-        return mpmath.mpf("nan")
+    if not mpmath.isfinite(x) or (x <= 0 and x == mpmath.floor(x)):
+        return mpmath.mpf("nan")  # mpmath.zeta(s, nan or inf) never returns
     if n + m == 0:
         return mpmath.digamma(x)
     return (-1) ** (n + m + 1) * mpmath.rf(m + 1, n) * mpmath.zeta(n + m + 1, x)

@@ -29,15 +29,15 @@ INJECTIONS = [
     f"exec(\"open('{SENTINEL}','w')\")",
     f"eval('open(\"{SENTINEL}\",\"w\")')",
     f"open('{SENTINEL}', 'w')",
-    f"x.__class__.__bases__[0].__subclasses__()",
+    "x.__class__.__bases__[0].__subclasses__()",
     f"(lambda: open('{SENTINEL}','w'))()",
-    f"[c for c in ().__class__.__base__.__subclasses__()]",
+    "[c for c in ().__class__.__base__.__subclasses__()]",
     f"__builtins__.open('{SENTINEL}','w')",
-    f"Symbol('x').__init__.__globals__",
+    "Symbol('x').__init__.__globals__",
     f"sympify(\"open('{SENTINEL}','w')\")",
     f"x; open('{SENTINEL}','w')",
     f"x if open('{SENTINEL}','w') else x",
-    f"getattr(x, '__class__')",
+    "getattr(x, '__class__')",
     f"x:=open('{SENTINEL}')",
     "$(touch SENTINEL)",
     "`touch SENTINEL`",
@@ -222,7 +222,9 @@ def test_the_double_dash_form_works(capsys):
         (["d", "9**9**9**9", "--at", "x=1"], "too large"),
         (["d", "x**(10**10)", "--at", "x=2"], "too large"),
         (["d", "x", "--at", "x=10**10**10"], "too large"),
-        (["d", "(" * 5000 + "x" + ")" * 5000, "--at", "x=1"], "nested"),
+        (["d", "(" * 5000 + "x" + ")" * 5000, "--at", "x=1"], "too long"),
+        (["d", "(" * 4000 + "x" + ")" * 4000, "--at", "x=1"], "nested"),
+        (["d", "sin(" * 1500 + "x" + ")" * 1500, "--at", "x=1"], "nested"),
         (["d", "+".join(["x"] * 50_000), "--at", "x=1"], "too long"),
     ],
 )
@@ -296,9 +298,12 @@ def test_installed_gradcli_stays_well_under_1_gib(tmp_path):
     assert maxrss_kib * 1024 < GIB / 2
 
 
+# argv cannot carry a NUL byte to a real process; very long ones are covered in-process
+SAMPLE = [c for c in CORPUS if len(" ".join(c[0])) < 200 and "\x00" not in "".join(c[0])][::10]
+
+
 @pytest.mark.skipif(EXECUTABLE is None, reason="the gradcli executable is not installed")
-@pytest.mark.parametrize(("argv", "code"), [c for c in CORPUS if len(" ".join(c[0])) < 200][::7],
-                         ids=[_id(c) for c in CORPUS if len(" ".join(c[0])) < 200][::7])
+@pytest.mark.parametrize(("argv", "code"), SAMPLE, ids=[_id(c) for c in SAMPLE])
 def test_installed_gradcli_sample_of_the_corpus(tmp_path, argv, code):
     proc, _, _ = _run_installed(argv, tmp_path)
     assert proc.returncode == code, proc.stderr

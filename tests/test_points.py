@@ -392,7 +392,7 @@ def test_memory_stays_flat_while_streaming() -> None:
     _, status, usage = os.wait4(consumer.pid, 0)
     producer.wait()
     assert os.waitstatus_to_exitcode(status) == 0 and lines == 1_000_000
-    assert usage.ru_maxrss < 250 * 1024  # KB; the baseline interpreter with numpy and sympy is ~120 MB
+    assert usage.ru_maxrss < 400 * 1024  # KB: the bound; the interpreter with numpy and sympy is ~120 MB
 
 
 # ---- the vectorised check -------------------------------------------------------------------------------
