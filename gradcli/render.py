@@ -54,6 +54,11 @@ def _nested(v: Any, fn: Any) -> Any:
     return [_nested(x, fn) for x in v] if isinstance(v, list) else fn(v)
 
 
+def _json_float(v: float | None) -> float | None:
+    """A float JSON can carry: an infinite rel_err (the oracle's value was nan) becomes null."""
+    return v if v is None or math.isfinite(v) else None
+
+
 def _check_json(checks: list[CheckResult] | None, vector: bool, digits: int | None) -> Any:
     if checks is None:
         return None
@@ -63,7 +68,7 @@ def _check_json(checks: list[CheckResult] | None, vector: bool, digits: int | No
             return {"ok": None, "skipped": c.skipped}
         out["symbolic"] = c.symbolic
         out["value"] = _oracle_json(c.value, digits)
-        out["rel_err"] = c.rel_err
+        out["rel_err"] = _json_float(c.rel_err)
         out["ok"] = c.ok
         if c.skipped:
             out["skipped"] = c.skipped
@@ -78,7 +83,7 @@ def _check_json(checks: list[CheckResult] | None, vector: bool, digits: int | No
     merged: dict[str, Any] = {
         "symbolic": [p.get("symbolic") for p in parts],
         "value": [p.get("value") for p in parts],
-        "rel_err": max(errs) if errs else None,
+        "rel_err": _json_float(max(errs)) if errs else None,
         "ok": False if False in oks else (True if all(o is True for o in oks) else None),
     }
     skipped = [c.skipped for c in checks if c.skipped]

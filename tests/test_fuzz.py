@@ -11,7 +11,7 @@
 * ``gradcli.cli.main`` on random argument lists exits 0, 1, 2 or 3 (never 70) with at most one
   stderr line per error and never a traceback.
 
-CI runs ``GRADCLI_FUZZ_EXAMPLES`` (default 300) examples per test; raise it to fuzz longer, e.g.
+CI runs ``GRADCLI_FUZZ_EXAMPLES`` (default 1000) examples per test; raise it to fuzz longer, e.g.
 ``GRADCLI_FUZZ_EXAMPLES=20000 GRADCLI_FUZZ_RANDOM=1 python -m pytest tests/test_fuzz.py``.
 """
 
@@ -33,7 +33,7 @@ from gradcli.cli import main
 from gradcli.errors import GradcliError, InputError, NotFinite
 from gradcli.parse import parse_expr
 
-EXAMPLES = int(os.environ.get("GRADCLI_FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("GRADCLI_FUZZ_EXAMPLES", "1000"))
 settings.register_profile(
     "gradcli-fuzz",
     max_examples=EXAMPLES,
@@ -247,3 +247,16 @@ def test_the_cli_exits_with_a_documented_code_and_one_line_errors(capsys, argv):
 def test_every_seed_expression_is_valid(text):
     # the mutation fuzzer starts from valid text: keep it so
     assert _parse_or_refuse(text) is not None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [10**400, float("nan"), float("inf"), -float("inf"), [], [[1.0]], ["pi"], [1.0, float("nan")], "1e999", "1/0"],
+    ids=["10**400", "nan", "inf", "-inf", "empty", "2-d", "strings", "nan-in-array", "1e999", "1/0"],
+)
+def test_an_unusable_at_value_is_an_input_error(value):
+    # found by the pipeline fuzzer: 10**400 raised OverflowError, [] a ValueError (both exit 70 in a
+    # CLI built on the API), and nan/inf were blamed on the expression ("mul is undefined there")
+    with pytest.raises(InputError) as info:
+        gradcli.derivative("x*y", wrt="x", at={"x": 1.0, "y": value})
+    assert "y" in info.value.message

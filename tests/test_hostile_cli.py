@@ -343,3 +343,11 @@ def test_a_bug_in_the_python_api_is_not_disguised_as_a_user_error(monkeypatch):
     monkeypatch.setattr("gradcli.api.derivative_values", _explode)
     with pytest.raises(ZeroDivisionError):
         gradcli.derivative("x**2", at={"x": 1})
+
+
+def test_a_derivative_sympy_cannot_take_is_checked_numerically_not_a_crash(capsys):
+    # sympy leaves d/dx sign(1/x) unevaluated: the check printed a mismatch, and --format json died on
+    # rel_err = inf (exit 70); now mpmath.diff checks it, and sign is constant near x = 1
+    assert main(["d", "sign(-1/x)", "--at", "x=1", "--format", "json"]) == 0
+    out = capsys.readouterr().out
+    assert '"value": 0.0' in out and '"method": "mpmath.diff"' in out

@@ -6,16 +6,19 @@ syntax (so the parser is exercised, with ``**`` and ``^`` both used) and as a sy
 here from sympy's own classes (the oracle, which never sees gradcli's parser or registry). gradcli's
 value of d^n f / d wrt... (n = 1..4 over 1-3 variables) must equal sympy's symbolic derivative
 evaluated at 30 digits within the contract tolerance (``check.close`` with 1e-8: relative, absolute
-below 1e-12), and the Taylor and reverse engines must agree wherever both run.
+below 1e-12); the Taylor and reverse engines must agree wherever both run; and ``digits=30`` must
+match to 20 digits.
 
-Points are kept where the comparison means something: the function and its derivative are real and
-finite there, the derivative is not huge (|d| <= 1e8), and the point is not next to a pole, a branch
-point or a kink (the 30-digit derivative barely moves when the point moves by 1e-6). At such unlucky
-points gradcli may refuse with NotFinite (exit 3) — that is expected at a kink of abs/sign/min/max or at a
-pole, never a mismatch — and the one thing it may never do there is print a number that disagrees
-with sympy.
+Where the comparison means nothing, gradcli may refuse (NotFinite, exit 3) but never print a number
+that disagrees with sympy: where sympy's value is not a finite real (outside the real domain, at a
+pole), at a "rough" point (abs/sign at 0, a min/max tie, sqrt or asin at the edge of its domain:
+see ``_rough``), or next to a singularity (the derivative is huge, or moves a lot when the point moves
+by 1e-6). Anywhere else a refusal is a failure too. A difference that float64 rounding alone explains
+(``_rounding_noise``) is not a mismatch. Coordinates are 0 or at least 1e-3 in size (see
+``coordinates``).
 
-The budget: ``GRADCLI_PROPERTY_EXAMPLES`` (default 400) examples per test, no deadline.
+The budget: ``GRADCLI_PROPERTY_EXAMPLES`` (default 1000) examples per float64 test and a fifth of that
+for the ``digits`` one, derandomized (the same examples every run) unless ``GRADCLI_PROPERTY_RANDOM=1``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ SYM = {n: sympy.Symbol(n, real=True) for n in VARS}
 
 settings.register_profile(
     "gradcli-properties",
-    max_examples=int(os.environ.get("GRADCLI_PROPERTY_EXAMPLES", "400")),
+    max_examples=int(os.environ.get("GRADCLI_PROPERTY_EXAMPLES", "1000")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
     derandomize=os.environ.get("GRADCLI_PROPERTY_RANDOM") != "1",
@@ -257,9 +260,10 @@ class Oracle:
     value: mpmath.mpf | None  # None: not a finite real number there
     fair: bool  # finite, not huge, not next to a pole, branch point or kink
     rough: bool  # at a kink, tie, branch point or domain edge of some subexpression
+    known: bool = True  # False where sympy leaves the derivative unevaluated (sign(1/x)): no verdict
 
     def explain(self) -> str:
-        return f"oracle={self.value} fair={self.fair} rough={self.rough}"
+        return f"oracle={self.value} fair={self.fair} rough={self.rough} known={self.known}"
 
 
 def _real_everywhere(f: sympy.Expr, point: dict[str, float]) -> bool:
@@ -275,6 +279,8 @@ def oracle(tree: Tree, names: list[str], point: dict[str, float]) -> Oracle:
         # polygamma of a huge complex number)
         return Oracle(None, False, _rough(f, point))
     d = sympy.diff(f, *[SYM[n] for n in names])
+    if d.has(sympy.Derivative):
+        return Oracle(None, False, _rough(f, point), known=False)
     value = _at(d, point)
     rough = _rough(f, point)
     fair = value is not None and abs(value) <= 1e8 and not rough
@@ -325,9 +331,11 @@ def _assert_agrees(got: Any, o: Oracle, tree: Tree, wrt: Any, names: list[str], 
                    engine: str, tol: float = TOL) -> None:
     if currently_in_test_context():
         kind = "compared" if o.fair and not isinstance(got, NotFinite) else (
-            "refused" if isinstance(got, NotFinite) else "unfair point")
+            "refused" if isinstance(got, NotFinite) else "unfair point" if o.known else "no oracle")
         event(f"{engine}: {kind}, {len(set(names))} variable(s)")
     where = f"{engine}: d/d{','.join(names)} {tree.text} at {point}: got {got!r}, {o.explain()}"
+    if not o.known:
+        return
     if isinstance(got, NotFinite):
         # Refusing is right where sympy's value is not a finite real, at a kink of abs/sign/min/max or
         # another non-smooth point (`rough`), or next to a pole/branch point (not `fair`); anywhere else
@@ -420,6 +428,9 @@ REGRESSIONS = [
     (_unary("acos", _binary_fn("max", _X, _ONE)), ["x"], {"x": 0.0}),
     # (test oracle) sympy's evalf(subs=...) gave 1 - x = 1e-165 at x = 1, so max(x, 1 - x) did not evaluate
     (_binary_fn("max", _X, _arith("-", _ONE, _X)), ["x"], {"x": 1.0}),
+    # (test oracle) sympy leaves d/dx sign(1/x) unevaluated: no verdict (gradcli's check now falls back to
+    # mpmath.diff there; it reported a mismatch, and --format json crashed on rel_err = inf, exit 70)
+    (_unary("sign", Tree.of("-((x)**-1)", -SYM["x"] ** -1, _X)), ["x"], {"x": 1.0}),
     # mpmath.zeta(s, nan) never returns: gamma(1/x) at x = 0 hung the Taylor engine
     (_unary("gamma", _arith("/", _ONE, _X)), ["x", "x"], {"x": 0.0}),
     (_unary("loggamma", _unary("exp", _unary("exp", _X))), ["x", "x"], {"x": 3.0}),
