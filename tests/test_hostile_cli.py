@@ -147,6 +147,11 @@ CORPUS: list[tuple[list[str], int]] = [
     (["grad"], 2),
     (["hessian", "x*y", "--wrt", "x,x", "--at", "x=1,y=1"], 2),
     (["jacobian", "--at", "x=1"], 2),
+    (["d", E, "--points", "/nonexistent/points.csv"], 2),
+    (["d", E, "--points", "/"], 2),
+    (["d", E, "--points", ""], 2),
+    (["d", E, "--points", INJECT], 2),
+    (["d", E, "--points"], 2),
     # ---- resource bounds: refused quickly with a clear message ----------------------------------------
     (["d", "sin(x)", "--wrt", "x:100000", "--at", "x=1"], 2),
     (["d", "exp(x*y)", "--wrt", "x:3000,y:3000", "--at", "x=1,y=1"], 2),
@@ -200,6 +205,44 @@ def test_hostile_input_exits_with_its_code_one_line_and_no_side_effects(tmp_path
     assert (tmp_path / "keep.txt").read_text() == "untouched"
 
 
+# --points files: (content, the line the error names, how many rows are written before it)
+HOSTILE_POINTS = [
+    (b"x\n1\nabc\n3\n", 3, 1),
+    (b"x\n1\n" + INJECT.encode() + b"\n", 3, 1),
+    (b"x\n" + INJECT.replace("'", '"').encode() + b"\n", 2, 0),
+    (b"", 1, 0),
+    (b"q\n1\n", 1, 0),
+    (b"x\n1e999\n", 2, 0),
+    (b"x\n10**400\n", 2, 0),
+    (b"x\n1\x002\n", 2, 0),
+    (b"x,x\n1,2\n", 1, 0),
+    (b"x,y\n1\n", 2, 0),
+    (b"\xff\xfe\x00x\n", 1, 0),
+    (b'{"x": 1}\n{"x": "pi"}\n', 2, 1),
+    (b'{"x": 1}\n{"x": [1]}\n', 2, 1),
+    (b'{"x": 1}\n{"__class__": 1}\n', 2, 1),
+    (b'{"x": 1}\n{"x": 1e400}\n', 2, 1),
+    (b'{"x": 1}\nnot json\n', 2, 1),
+    (b"x\n" + b"9" * 5000 + b"\n", 2, 0),
+]
+
+
+@pytest.mark.parametrize(("content", "line", "written"), HOSTILE_POINTS,
+                         ids=[repr(c[0][:24]) for c in HOSTILE_POINTS])
+def test_a_hostile_points_file_exits_2_naming_the_line_with_no_side_effects(tmp_path, monkeypatch, capsys,
+                                                                           content, line, written):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "points").write_bytes(content)
+    before = _listing(tmp_path)
+    code = main(["d", "x**2", "--points", "points", "--format", "plain", "--no-check"])
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert f"line {line}" in err, err
+    assert out.splitlines() == ["2.0"] * written  # the rows before the bad one, nothing after it
+    assert _listing(tmp_path) == before
+
+
 @pytest.mark.parametrize("argv", [["d", "-x**2", "--at", "x=1"], ["d", "-sin(x)"], ["d", "-1"]])
 def test_a_forgotten_double_dash_says_to_use_it(capsys, argv):
     assert main(argv) == 2
@@ -248,6 +291,11 @@ GIB = 1 << 30
 EXECUTABLE = shutil.which("gradcli")
 
 
+# OpenBLAS reserves address space per thread at import: on a many-core machine that alone could pass
+# the 1 GiB of RLIMIT_AS, which limits address space, not memory used
+_ENV = {**os.environ, "NO_COLOR": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def _limited() -> None:  # runs in the child before exec
     resource.setrlimit(resource.RLIMIT_AS, (GIB, GIB))
 
@@ -256,7 +304,7 @@ def _run_installed(args: list[str], cwd: Path, stdin: str = "") -> tuple[subproc
     """Run gradcli under a 1 GiB limit; (result, CPU seconds, max RSS in KiB) of that child alone."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run([EXECUTABLE, *args], capture_output=True, text=True, input=stdin, timeout=120, cwd=cwd,
-                          preexec_fn=_limited, env={**os.environ, "NO_COLOR": "1"}, check=False)
+                          preexec_fn=_limited, env=_ENV, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return proc, cpu, after.ru_maxrss
@@ -299,7 +347,7 @@ def test_installed_gradcli_stays_well_under_1_gib(tmp_path):
 
 
 # argv cannot carry a NUL byte to a real process; very long ones are covered in-process
-SAMPLE = [c for c in CORPUS if len(" ".join(c[0])) < 200 and "\x00" not in "".join(c[0])][::10]
+SAMPLE = [c for c in CORPUS if len(" ".join(c[0])) < 200 and "\x00" not in "".join(c[0])][::14]
 
 
 @pytest.mark.skipif(EXECUTABLE is None, reason="the gradcli executable is not installed")
