@@ -72,7 +72,7 @@ def symbolic_derivative(
 
     d = expr
     done = 0
-    for name, count in _runs(wrt):
+    for name, count in runs(wrt):
         # one sympy.diff per run of equal names: diff(f, x, k) is far quicker than k single steps
         d = sympy.diff(d, symbol(name), count)
         done += count
@@ -89,7 +89,8 @@ def symbolic_derivative(
     return d, None
 
 
-def _runs(wrt: list[str]) -> list[tuple[str, int]]:
+def runs(wrt: list[str]) -> list[tuple[str, int]]:
+    """Consecutive repeats grouped: ["x", "x", "y"] -> [("x", 2), ("y", 1)]."""
     runs: list[list[Any]] = []
     for name in wrt:
         if runs and runs[-1][0] == name:

@@ -35,12 +35,9 @@ def superscript(n: int) -> str:
 
 def partial_label(wrt: list[str], f: str = "f") -> str:
     """``∂³f/∂x²∂y`` for ["x", "x", "y"]: consecutive repeats grouped, in differentiation order."""
-    groups: list[list[Any]] = []
-    for name in wrt:
-        if groups and groups[-1][0] == name:
-            groups[-1][1] += 1
-        else:
-            groups.append([name, 1])
+    from .check import runs
+
+    groups = runs(wrt)
     n = len(wrt)
     top = f"∂{superscript(n) if n > 1 else ''}{f}"
     bottom = "".join(f"∂{name}{superscript(k) if k > 1 else ''}" for name, k in groups)
