@@ -49,14 +49,14 @@ class Prepared:
 
 def prepare(expr: str | sympy.Expr) -> Prepared:
     """Parse (safely) and lower an expression."""
-    from .parse import parse_expr
+    from .parse import parse_expr_guarded
 
     if isinstance(expr, sympy.Basic):
         return Prepared(sympy.sstr(expr), expr, lower(expr))
     if not isinstance(expr, str):
         raise InputError(f"the expression must be a string, got {type(expr).__name__}")
-    parsed = parse_expr(expr)
-    return Prepared(expr, parsed, lower(parsed))
+    parsed, guards = parse_expr_guarded(expr)
+    return Prepared(expr, parsed, lower(parsed, guards))
 
 
 def resolve_wrt(prep: Prepared, wrt: str | list[str] | tuple[str, ...] | None) -> tuple[list[str], list[str]]:

@@ -35,6 +35,9 @@ class Graph:
     nodes: tuple[Node, ...]
     output: int
     variables: tuple[str, ...]  # free variables of the expression, sorted
+    #: nodes the output does not need: domain guards (parts of EXPR sympy simplified away, such as 1/x
+    #: in x/x), which the engines evaluate for their value only, so that x = 0 still fails there
+    guards: frozenset[int] = frozenset()
 
 
 class _Builder:
@@ -74,11 +77,12 @@ def _checked_constant(value: sympy.Expr) -> sympy.Expr:
     return value
 
 
-def lower(expr: sympy.Expr) -> Graph:
-    """Lower ``expr`` to a :class:`Graph` (an iterative post-order walk: no recursion limit)."""
+def lower(expr: sympy.Expr, guards: tuple[sympy.Expr, ...] = ()) -> Graph:
+    """Lower ``expr`` (and its domain ``guards``) to a :class:`Graph` (an iterative post-order walk: no
+    recursion limit)."""
     b = _Builder()
     memo: dict[sympy.Basic, int] = {}
-    stack: list[tuple[sympy.Basic, bool]] = [(expr, False)]
+    stack: list[tuple[sympy.Basic, bool]] = [(g, False) for g in guards] + [(expr, False)]
     while stack:
         e, ready = stack.pop()
         if e in memo:
@@ -89,8 +93,12 @@ def lower(expr: sympy.Expr) -> Graph:
             stack.extend((c, False) for c in children if c not in memo)
             continue
         memo[e] = _lower_one(e, b, memo)
-    names = tuple(sorted(str(s) for s in expr.free_symbols))
-    return Graph(tuple(b.nodes), memo[expr], names)
+    names = tuple(sorted({str(s) for s in expr.free_symbols} | {str(s) for g in guards for s in g.free_symbols}))
+    needed = {memo[expr]}
+    for i in range(memo[expr], -1, -1):  # inputs come before their node
+        if i in needed:
+            needed.update(b.nodes[i].inputs)
+    return Graph(tuple(b.nodes), memo[expr], names, frozenset(range(len(b.nodes))) - needed)
 
 
 def _children(e: sympy.Basic) -> list[sympy.Basic]:

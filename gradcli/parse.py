@@ -42,6 +42,8 @@ MAX_ORDER = 100_000  # total differentiation order accepted by parse_wrt
 _CONSTANTS = {"pi": (sympy.pi, mpmath.pi), "E": (sympy.E, mpmath.e)}
 _SYMPY_NAMES = frozenset(name for name in dir(sympy) if len(name) > 1 and name[0].isupper())
 _FACTORIAL_LIKE = frozenset({"gamma", "loggamma"})
+#: functions with poles or a restricted real domain: kept as guards if sympy simplifies them away
+_GUARDED = frozenset({"log", "sqrt", "asin", "acos", "acosh", "atanh", "tan", "gamma", "loggamma", "atan2"})
 _TAKES_ROOTS = frozenset({"sqrt", "exp"})  # exp(log(8)/3) is 2: sympy factors 8 to find that
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9_]*|\*\*|//|\S")
@@ -76,6 +78,25 @@ def parse_expr(text: str) -> sympy.Expr:
     """
     with mpmath.workprec(64):
         return _Parser(text).parse().expr
+
+
+def parse_expr_guarded(text: str) -> tuple[sympy.Expr, tuple[sympy.Expr, ...]]:
+    """:func:`parse_expr`, plus the parts of EXPR that sympy simplified away but whose domain matters.
+
+    sympy rewrites ``x/x`` to 1, ``log(x, x)`` to 1, ``sqrt(x)**2`` and ``exp(log(x))`` to x: true
+    where the original is defined, but over the reals that is not everywhere (x = 0, x < 0). The
+    engines evaluate these guards at every point, for their value only, so such a point still fails.
+
+    >>> parse_expr_guarded("x/x + sqrt(y)**2")
+    (y + 1, (1/x, sqrt(y)))
+
+    The guards' variables stay variables of EXPR (x above needs a value).
+    """
+    with mpmath.workprec(64):
+        parser = _Parser(text)
+        expr = parser.parse().expr
+    present = set(sympy.preorder_traversal(expr))
+    return expr, tuple(g for g in dict.fromkeys(parser.guards) if g not in present)
 
 
 def parse_constant(text: str, *, what: str) -> sympy.Expr:
@@ -259,6 +280,7 @@ class _Parser:
         self.line_starts = [0] + [i + 1 for i, ch in enumerate(self.src[self.lead :]) if ch == "\n"]
         # src index -> text index: each "^" became two characters
         self.to_text = [i for i, ch in enumerate(text) for _ in range(2 if ch == "^" else 1)] + [len(text)]
+        self.guards: list[sympy.Expr] = []  # parts with a restricted domain (see parse_expr_guarded)
 
     # ---- positions ----------------------------------------------------------------------------------
     def index(self, lineno: int, col_offset: int) -> int:
@@ -447,6 +469,8 @@ class _Parser:
             value = self.build(operand)
             if isinstance(op, (ast.Sub, ast.Div)):
                 value = _negate(value) if isinstance(op, ast.Sub) else _reciprocal(value)
+                if isinstance(op, ast.Div) and value.expr.free_symbols:
+                    self.guards.append(value.expr)
             values.append(value)
         approxes = [v.approx for v in values]
         approx = None
@@ -478,7 +502,10 @@ class _Parser:
             if exp.expr.is_Rational and (base.expr.is_Number or base.expr.is_Mul or base.expr.is_Pow):
                 digits = float(abs(exp.expr)) * base.digits + exp.digits  # sympy distributes the power
         self.check_size(node, approx, digits, roots, column)
-        return self.real(node, _Value(sympy.Pow(base.expr, exp.expr), approx, digits, roots))
+        power = sympy.Pow(base.expr, exp.expr)
+        if base.expr.free_symbols and not (exp.expr.is_Integer and exp.expr >= 0) and power.free_symbols:
+            self.guards.append(power)
+        return self.real(node, _Value(power, approx, digits, roots))
 
     def build_call(self, node: ast.Call) -> _Value:
         """Build ``f(args)`` from the registry's ``build``."""
@@ -502,6 +529,13 @@ class _Parser:
         expr = self.apply(fn, [a.expr for a in args], column)
         if name in _FACTORIAL_LIKE:  # an exact factorial may have come out
             digits += _exact_digits(expr)
+        if name in _GUARDED and expr.free_symbols:
+            self.guards.append(expr)
+        if name == "log":  # log(x, b) = log(x)/log(b), which sympy may fold (log(x, x) is 1)
+            if any(a.approx is not None and (mpmath.im(a.approx) or mpmath.re(a.approx) <= 0) for a in args):
+                raise self.not_finite(node)  # log(1, -1) is 0/(i pi) = 0 for sympy
+            self.guards += [sympy.log(a.expr) for a in args if a.expr.free_symbols]
+            self.guards += [1 / sympy.log(a.expr) for a in args[1:] if a.expr.free_symbols]
         return self.real(node, _Value(expr, approx, digits, roots))
 
     def real(self, node: ast.AST, value: _Value) -> _Value:

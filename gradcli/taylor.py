@@ -92,6 +92,8 @@ def propagate(graph: Graph, seeds: dict[str, np.ndarray], bk: ops.Backend, npoin
     moves = _moving(graph, seeds)
 
     def op(i: int, prim: ops.Primitive, args: list[np.ndarray], params: dict[str, Any]) -> np.ndarray:
+        if i in graph.guards:  # a domain guard: its value alone
+            args = [a[:1] for a in args]
         with np.errstate(all="ignore"):
             out = prim.taylor(bk, *args, **_params(bk, params))
         if not moves[i]:
@@ -160,7 +162,8 @@ def _lift(bk: ops.Backend, prim: ops.Primitive, u: np.ndarray, params: dict[str,
     u0 = u[origin]
     seed = bk.zeros((total + 1, u.shape[-1]))
     seed[0] = u0
-    seed[1] = bk.scalar(1)
+    if total:  # total = 0 for a domain guard's value alone
+        seed[1] = bk.scalar(1)
     with np.errstate(all="ignore"):
         coeffs = prim.taylor(bk, seed, **params)
     delta = u.copy()
@@ -223,6 +226,8 @@ def propagate_multi(
     moves = _moving(graph, seeds)
 
     def op(i: int, prim: ops.Primitive, args: list[np.ndarray], params: dict[str, Any]) -> np.ndarray:
+        if i in graph.guards:  # a domain guard: its value alone
+            args = [a[(slice(0, 1),) * (a.ndim - 1)] for a in args]
         with np.errstate(all="ignore"):
             out = _multi_rule(bk, prim, args, _params(bk, params))
         if not moves[i]:
