@@ -532,8 +532,10 @@ class _Parser:
         if name in _GUARDED and expr.free_symbols:
             self.guards.append(expr)
         if name == "log":  # log(x, b) = log(x)/log(b), which sympy may fold (log(x, x) is 1)
-            if any(a.approx is not None and (mpmath.im(a.approx) or mpmath.re(a.approx) <= 0) for a in args):
-                raise self.not_finite(node)  # log(1, -1) is 0/(i pi) = 0 for sympy
+            for a in args:  # log(1, -1) is 0/(i pi) = 0 for sympy; log(x, y - y) has base 0
+                v = a.approx if a.approx is not None or a.expr.free_symbols else _to_mpmath(a.expr)
+                if not a.expr.free_symbols and (v is None or mpmath.im(v) or mpmath.re(v) <= 0):
+                    raise self.not_finite(node)
             self.guards += [sympy.log(a.expr) for a in args if a.expr.free_symbols]
             self.guards += [1 / sympy.log(a.expr) for a in args[1:] if a.expr.free_symbols]
         return self.real(node, _Value(expr, approx, digits, roots))
@@ -547,8 +549,9 @@ class _Parser:
         """
         expr = value.expr
         bad = expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)
-        if not bad and value.approx is not None and not expr.free_symbols:
-            bad = bool(mpmath.im(value.approx))
+        if not bad and not expr.free_symbols:  # a constant, maybe only by cancellation (sqrt(x - x - 1))
+            v = value.approx if value.approx is not None else _to_mpmath(expr)
+            bad = v is None or bool(mpmath.im(v))
         if bad:
             raise self.not_finite(node)
         return value
