@@ -14,12 +14,26 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO, TextIO
 
 import click
-import numpy as np
 
 from . import __version__
-from .errors import GradcliError, InputError, NotFinite
+from .errors import GradcliError, InputError, IOFault, NotFinite
 
 EXIT_INTERNAL = 70
+EXIT_IOERR = 74  # EX_IOERR (sysexits.h): stdout closed or full, stdin closed, an unreadable file
+#: --digits' upper bound; api.MAX_DIGITS is the same (a test checks), not imported: it loads sympy
+MAX_DIGITS = 10_000
+
+
+class _LazyNumpy:
+    """numpy, imported on first use: --help, --version and shell completion never load it."""
+
+    def __getattr__(self, name: str) -> Any:
+        import numpy
+
+        return getattr(numpy, name)
+
+
+np: Any = _LazyNumpy()
 _EXPR_HINT = (
     "an EXPR that starts with '-' goes after '--', options before it "
     "(gradcli d --at x=1 -- \"-x**2\"), or in parentheses (\"(-x**2)\")"
@@ -27,46 +41,123 @@ _EXPR_HINT = (
 
 
 # ---- parameter types: parsing belongs in types, so errors name the option ----------------------------
+def _completing(ctx: Any) -> bool:
+    """Shell completion parses the command line resiliently: values are left unparsed there, so that a
+    TAB never imports sympy (the parser's) and a half-typed value is no error."""
+    return ctx is not None and ctx.resilient_parsing
+
+
+def _unprefixed(message: str, param: Any) -> str:
+    """The parser's message without its leading '--at: ', which click's 'Invalid value for' repeats."""
+    prefix = f"--{param.name}: " if param is not None else ""
+    return message[len(prefix):] if prefix and message.startswith(prefix) else message
+
+
 class WrtType(click.ParamType):
     name = "SPEC"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> list[str]:
+        if isinstance(value, list) or _completing(ctx):
+            return value
         from .parse import parse_wrt
 
-        if isinstance(value, list):
-            return value
         try:
             return parse_wrt(value)
         except InputError as exc:
-            self.fail(exc.message, param, ctx)
+            self.fail(_unprefixed(exc.message, param), param, ctx)
 
 
 class AtType(click.ParamType):
     name = "POINT"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> dict[str, Any]:
+        if isinstance(value, dict) or _completing(ctx):
+            return value
         from .parse import parse_at
 
-        if isinstance(value, dict):
-            return value
         try:
             return parse_at(value)
         except InputError as exc:
-            self.fail(exc.message, param, ctx)
+            self.fail(_unprefixed(exc.message, param), param, ctx)
+
+
+def _merge_at(ctx: click.Context, param: click.Parameter, value: Any) -> dict[str, Any] | None:
+    """--at is repeatable: ``--at x=1 --at y=2`` is ``--at x=1,y=2``; a name given twice is an error."""
+    if not value or _completing(ctx):
+        return None
+    point: dict[str, Any] = {}
+    for part in value:
+        for name, v in part.items():
+            if name in point:
+                raise click.BadParameter(f"'{name}' given twice", ctx, param)
+            point[name] = v
+    return point
+
+
+def _single_wrt(ctx: click.Context, param: click.Parameter, value: Any) -> list[str] | None:
+    """--wrt once: a second --wrt would silently replace the first (``--wrt x,y`` says both)."""
+    if not value or _completing(ctx):
+        return None
+    if len(value) > 1:
+        raise click.BadParameter("given more than once; list every variable in one --wrt (x,y or x:2,y)",
+                                 ctx, param)
+    return value[0]
 
 
 class ConstantType(click.ParamType):
     name = "VALUE"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if not isinstance(value, str) or _completing(ctx):
+            return value
         from .parse import parse_constant
 
-        if not isinstance(value, str):
-            return value
         try:
             return parse_constant(value, what=f"--{param.name}" if param else "value")
         except InputError as exc:
-            self.fail(exc.message, param, ctx)
+            self.fail(_unprefixed(exc.message, param), param, ctx)
+
+
+class ExpectType(click.ParamType):
+    """--expect: one value (d) or several, comma- or space-separated, row-major for a matrix
+    (``--expect "161,20"``, ``--expect "60 11 11 10"``); each a constant expression, so ``pi/4`` and
+    ``atan2(1,2)`` work (commas split only outside parentheses; spaces only when there is no comma)."""
+
+    name = "VALUE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if not isinstance(value, str) or _completing(ctx):
+            return value
+        from .parse import parse_constant
+
+        parts = _split_values(value)
+        if not parts:
+            self.fail("no value given", param, ctx)
+        try:
+            return tuple(parse_constant(p, what=f"--expect value {i}" if len(parts) > 1 else "--expect")
+                         for i, p in enumerate(parts, start=1))
+        except InputError as exc:
+            self.fail(_unprefixed(exc.message, param), param, ctx)
+
+
+def _split_values(text: str) -> list[str]:
+    """Split on commas outside brackets, or, without such a comma, on whitespace outside brackets."""
+    depth, parts, current, sep = 0, [], [], None
+    for ch in text:
+        depth += (ch in "([{") - (ch in ")]}")
+        if depth == 0 and ch == ",":
+            sep = ","
+    depth = 0
+    for ch in text:
+        depth += (ch in "([{") - (ch in ")]}")
+        if depth == 0 and (ch == "," if sep else ch.isspace()):
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    stripped = [p.strip() for p in parts]
+    return [p for p in stripped if p] if sep is None else stripped
 
 
 class PositiveFloat(click.ParamType):
@@ -83,24 +174,25 @@ class PositiveFloat(click.ParamType):
 
 
 def _digits_range() -> click.IntRange:
-    from .api import MAX_DIGITS
-
     return click.IntRange(1, MAX_DIGITS)
 
 
 FORMATS = ("table", "plain", "json", "csv")
 
 
-def common_options(*, expect: bool = False, check: bool = True) -> Callable[[Any], Any]:
+def common_options(*, expect: bool = True, check: bool = True) -> Callable[[Any], Any]:
     """The options every command shares, stacked once."""
 
     def decorate(f: Any) -> Any:
         opts = [
-            click.option("--at", "at", type=AtType(), default=None,
-                         help="Point: NAME=VALUE,... with constant VALUEs (2, -1.5, pi/4, sqrt(2))."),
-            click.option("--points", "points", type=str, default=None, metavar="FILE|-",
-                         help="Evaluate at every row of FILE (- reads stdin): CSV with a header row of "
-                              "variable names, or JSON lines ({\"x\": 1, \"y\": 2} a line); streamed, one "
+            click.option("--at", "at", type=AtType(), multiple=True, callback=_merge_at,
+                         help="Point: NAME=VALUE,... with constant VALUEs (2, -1.5, pi/4, sqrt(2)); "
+                              "repeatable (--at x=1 --at y=2)."),
+            click.option("--points", "points", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+                         metavar="FILE|-",
+                         help="Evaluate at every row of FILE (- reads stdin): CSV or TSV with a header row of "
+                              "variable names, whitespace-separated columns, one headerless column (EXPR of "
+                              "one variable), or JSON lines ({\"x\": 1, \"y\": 2} a line); streamed, one "
                               "result per row in input order; --at fills in variables the file lacks."),
             click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
                          help="Output format (default: table on a terminal, plain otherwise)."),
@@ -121,8 +213,10 @@ def common_options(*, expect: bool = False, check: bool = True) -> Callable[[Any
             click.option("--show-symbolic", is_flag=True, help="Also print the symbolic derivative."),
         ]
         if expect:
-            opts.append(click.option("--expect", type=ConstantType(), default=None,
-                                     help="Exit 1 unless the value matches VALUE within --tol (CI checks)."))
+            opts.append(click.option("--expect", type=ExpectType(), default=None,
+                                     help="Exit 1 unless the value matches VALUE within --tol (CI checks); "
+                                          "a vector or matrix as its entries, comma- or space-separated, "
+                                          "row-major (\"161,20\")."))
         for opt in reversed(opts):
             f = opt(f)
         return f
@@ -167,7 +261,7 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
          as_json: bool, check: bool, tol: float, check_timeout: float, digits: int | None,
          show_symbolic: bool, expect: Any = None, order: int = 0, points: str | None = None) -> int:
     from .api import precision
-    from .commands import Chunk, Job, evaluate_chunk, expect_mismatch
+    from .commands import Chunk, Job, evaluate_chunk
     from .derive import point_arrays, prepare, resolve_point, resolve_wrt
     from .render import Renderer, number
 
@@ -199,6 +293,7 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
     with precision(digits) as bk:
         job = Job(command, tuple(preps), tuple(names), bk, digits=digits, check=check, tol=tol,
                   check_timeout=check_timeout, order=order)
+        expect = _expected(job, expect, points)  # --expect for every command: checked and shaped (issue 11)
         if points is not None:
             renderer = Renderer(job, fmt, _stdout(), show_symbolic=show_symbolic, variables=variables)
             return _run_points(job, points, at, variables, renderer, expect=expect)
@@ -214,12 +309,55 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
         renderer.close()
         for row in rows:
             status = max(status, _report_checks(row, tol, lambda v: number(v if digits else float(v), digits)))
-            if expect is not None and command == "d":
-                bad = expect_mismatch(row.value, bk.scalar(expect), tol)
-                if bad:
-                    _note(f"--expect failed: {bad}")
-                    status = 1
+            if expect is not None:
+                status = max(status, _expect_status(job, row.value, expect))
     return status
+
+
+# ---- --expect for every command (a scalar for d, entries row-major for the others) -----------------------
+def _expected(job: Any, expect: tuple[Any, ...] | None, points: str | None) -> Any:
+    """--expect's values checked against the command's shape: a constant for d, else a flat list."""
+    if expect is None:
+        return None
+    if job.command == "d":
+        if len(expect) != 1:
+            raise InputError(f"--expect: d has one value, got {len(expect)}")
+        return expect[0]
+    if points is not None:
+        raise InputError(f"--expect with --points works for d only, not {job.command}")
+    rows = {"grad": 1, "taylor": 1, "hessian": len(job.wrt), "jacobian": len(job.preps)}[job.command]
+    cols = job.order + 1 if job.command == "taylor" else len(job.wrt)
+    if len(expect) != rows * cols:
+        shape = f"{rows}x{cols} matrix, row-major" if rows > 1 else f"{cols} entries"
+        raise InputError(f"--expect: {job.command} has {rows * cols} values ({shape}), got {len(expect)}")
+    return list(expect)
+
+
+def _expect_status(job: Any, value: Any, expect: Any) -> int:
+    """0, or 1 after naming the first entry that misses --expect within --tol."""
+    from .commands import expect_mismatch
+
+    if job.command == "d":
+        entries = [("", value, expect)]
+    else:
+        flat = [v for row in value for v in row] if job.command in ("hessian", "jacobian") else list(value)
+        cols = len(job.labels)
+        entries = [(_entry_name(job, i, cols), v, e) for i, (v, e) in enumerate(zip(flat, expect))]
+    for name, v, e in entries:
+        bad = expect_mismatch(v, job.bk.scalar(e), job.tol)
+        if bad:
+            _note(f"--expect failed{name}: {bad}")
+            return 1
+    return 0
+
+
+def _entry_name(job: Any, i: int, cols: int) -> str:
+    """' at entry 2 (∂f/∂y)', or ' at row 1, column 2 (∂f/∂y)' for a matrix (1-based)."""
+    label = job.labels[i % cols]
+    if job.command in ("grad", "taylor"):
+        return f" at entry {i + 1} ({label})"
+    row = f"{job.command == 'jacobian' and 'expression' or 'row'} {i // cols + 1}"
+    return f" at {row}, column {i % cols + 1} ({label})"
 
 
 #: At most this many rows are named on stderr for each kind of per-row finding (check, --expect).
@@ -229,11 +367,15 @@ _MAX_ROW_NOTES = 10
 def _open_points(points: str) -> tuple[BinaryIO, bool]:
     """The binary stream behind --points, and whether it is ours to close."""
     if points == "-":
+        if sys.stdin is None:  # started with stdin closed (`<&-`)
+            raise IOFault("--points -: stdin is closed")
         return click.get_binary_stream("stdin"), False
     try:
         return open(points, "rb"), True  # noqa: SIM115 - closed by the caller
+    except FileNotFoundError:  # a wrong name: bad input (exit 2); an unreadable file is an I/O error (74)
+        raise InputError(f"--points: cannot read '{points}': no such file") from None
     except OSError as exc:
-        raise InputError(f"--points: cannot read '{points}': {exc.strerror or exc}") from None
+        raise IOFault(f"--points: cannot read '{points}': {exc.strerror or exc}") from None
 
 
 @contextmanager
@@ -384,9 +526,9 @@ def _report_checks(row: Any, tol: float, fmt_number: Callable[[Any], str]) -> in
 # ---- commands --------------------------------------------------------------------------------------
 @cli.command("d")
 @click.argument("expr")
-@click.option("--wrt", type=WrtType(), default=None,
+@click.option("--wrt", type=WrtType(), multiple=True, callback=_single_wrt,
               help="Variables in differentiation order: x,y or x:3 (= x,x,x); default: EXPR's only variable.")
-@common_options(expect=True)
+@common_options()
 def d_command(expr: str, wrt: list[str] | None, **kw: Any) -> None:
     """One derivative d^n f / d wrt1 ... d wrtn at a point.
 
@@ -403,7 +545,8 @@ def d_command(expr: str, wrt: list[str] | None, **kw: Any) -> None:
 
 @cli.command("grad")
 @click.argument("expr")
-@click.option("--wrt", type=WrtType(), default=None, help="Variables and their order (default: sorted by name).")
+@click.option("--wrt", type=WrtType(), multiple=True, callback=_single_wrt,
+              help="Variables and their order (default: sorted by name).")
 @common_options()
 def grad_command(expr: str, wrt: list[str] | None, **kw: Any) -> None:
     """The gradient (one reverse sweep), variables sorted by name unless --wrt.
@@ -418,7 +561,8 @@ def grad_command(expr: str, wrt: list[str] | None, **kw: Any) -> None:
 
 @cli.command("hessian")
 @click.argument("expr")
-@click.option("--wrt", type=WrtType(), default=None, help="Variables and their order (default: sorted by name).")
+@click.option("--wrt", type=WrtType(), multiple=True, callback=_single_wrt,
+              help="Variables and their order (default: sorted by name).")
 @common_options()
 def hessian_command(expr: str, wrt: list[str] | None, **kw: Any) -> None:
     """The Hessian matrix (forward-over-reverse), row-major in plain output.
@@ -433,7 +577,8 @@ def hessian_command(expr: str, wrt: list[str] | None, **kw: Any) -> None:
 
 @cli.command("jacobian")
 @click.argument("exprs", nargs=-1, required=True)
-@click.option("--wrt", type=WrtType(), default=None, help="Variables and their order (default: sorted by name).")
+@click.option("--wrt", type=WrtType(), multiple=True, callback=_single_wrt,
+              help="Variables and their order (default: sorted by name).")
 @common_options()
 def jacobian_command(exprs: tuple[str, ...], wrt: list[str] | None, **kw: Any) -> None:
     """The Jacobian: one row per expression, one column per variable.
@@ -448,7 +593,8 @@ def jacobian_command(exprs: tuple[str, ...], wrt: list[str] | None, **kw: Any) -
 
 @cli.command("taylor")
 @click.argument("expr")
-@click.option("--wrt", type=WrtType(), required=True, help="The expansion variable.")
+@click.option("--wrt", type=WrtType(), required=True, multiple=True, callback=_single_wrt,
+              help="The expansion variable.")
 @click.option("--order", type=click.IntRange(0, 100_000), required=True, help="The highest derivative N.")
 @common_options()
 def taylor_command(expr: str, wrt: list[str], order: int, **kw: Any) -> None:
@@ -465,9 +611,22 @@ def taylor_command(expr: str, wrt: list[str], order: int, **kw: Any) -> None:
 
 # ---- the error boundary -----------------------------------------------------------------------------
 def _reader_gone() -> None:
-    """The reader of stdout went away (`| head`): not an error; silence the flush at exit."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    """The reader of stdout went away (`| head`), or stdout failed: send what is still buffered to
+    /dev/null, so that the interpreter's flush at exit neither fails nor prints."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+def _stdout_is_devnull() -> bool:
+    """Whether file descriptor 1 is /dev/null (where a broken pipe's handlers move it)."""
+    try:
+        st, null = os.fstat(1), os.stat(os.devnull)
+    except OSError:
+        return False
+    return (st.st_ino, st.st_dev, st.st_rdev) == (null.st_ino, null.st_dev, null.st_rdev)
 
 
 def _one_line(text: str, limit: int = 400) -> str:
@@ -476,24 +635,62 @@ def _one_line(text: str, limit: int = 400) -> str:
     return line if len(line) <= limit else f"{line[: limit - 60]} ... {line[-40:]} ({len(line)} characters)"
 
 
+def _shows_usage(exc: click.UsageError) -> bool:
+    """A usage mistake (a missing argument, an unknown option or command, an extra argument) is shown
+    with the usage line, as click does; a bad option value names the option in one line."""
+    return exc.ctx is not None and (not isinstance(exc, click.BadParameter) or isinstance(exc, click.MissingParameter))
+
+
+def _usage_error(exc: click.UsageError, hint: str = "") -> int:
+    """click's layout (usage line, 'Try ... -h', blank line, the error), with our error prefix."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        click.echo(exc.format_message(), err=True)  # bare `gradcli`: the help, on stderr, exit 2 (click's way)
+        return exc.exit_code
+    if _shows_usage(exc) and not hint:
+        ctx = exc.ctx
+        click.echo(f"{ctx.get_usage()}\nTry '{ctx.command_path} -h' for help.\n", err=True)
+    _note(f"error: {_one_line(exc.format_message())}{hint}")
+    return 2
+
+
+def _io_fault(exc: OSError | UnicodeEncodeError) -> IOFault:
+    """The IOFault (exit 74) for an OSError or an encoding failure that reached the boundary."""
+    if isinstance(exc, UnicodeEncodeError):
+        encoding = getattr(sys.stdout, "encoding", None) or exc.encoding
+        return IOFault(f"stdout's encoding ({encoding}) cannot show {exc.object[exc.start:exc.end]!r}; "
+                       "use --format plain or json, or set PYTHONIOENCODING=utf-8")
+    where = f" ({exc.filename})" if exc.filename else ""
+    return IOFault(f"I/O error{where}: {exc.strerror or exc}")
+
+
 def main(argv: list[str] | None = None, prog_name: str = "gradcli") -> int:
-    """Run the CLI: every outcome is an exit code, every error one line on stderr."""
+    """Run the CLI: every outcome is an exit code, every error one line on stderr (a usage mistake
+    adds click's usage line and 'Try ... -h' before it)."""
     try:
-        rv = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
-        code = rv if isinstance(rv, int) else 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0
+        if sys.stdout is None:  # started with stdout closed (`>&-`): every command writes there
+            raise IOFault("stdout is closed")
+        before = _stdout_is_devnull()
+        try:
+            rv = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+            code = rv if isinstance(rv, int) else 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0
+            # click (a wrapper) and rich (stdout moved to /dev/null) answer a broken pipe with exit 1
+            if code == 1 and (type(sys.stdout).__name__ == "_PacifyFlushWrapper"
+                              or (_stdout_is_devnull() and not before)):
+                raise BrokenPipeError from None
+        sys.stdout.flush()  # a full disk shows here, not in the interpreter's flush at exit
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.exceptions.NoSuchOption as exc:
         # -x**2, -1 or ---x is an EXPR, not a misspelt option like --bogus
         looks_like_option = re.fullmatch(r"--[A-Za-z][A-Za-z0-9-]*", exc.option_name or "") is not None
-        hint = "" if looks_like_option else f"; {_EXPR_HINT}"
-        _note(f"error: {_one_line(exc.format_message())}{hint}")
-        code = 2
+        code = _usage_error(exc, "" if looks_like_option else f"; {_EXPR_HINT}")
+    except click.UsageError as exc:
+        code = _usage_error(exc)
     except click.ClickException as exc:
         _note(f"error: {_one_line(exc.format_message())}")
-        code = 2 if isinstance(exc, click.UsageError) else exc.exit_code
+        code = exc.exit_code
     except click.exceptions.Abort:
         _note("aborted")
         code = 130
@@ -503,6 +700,11 @@ def main(argv: list[str] | None = None, prog_name: str = "gradcli") -> int:
     except BrokenPipeError:
         _reader_gone()
         code = 0
+    except (OSError, UnicodeEncodeError) as exc:  # stdout full or gone, stdin closed, an unreadable file
+        _reader_gone()
+        fault = _io_fault(exc)
+        _note(f"error: {_one_line(fault.message)}")
+        code = fault.exit_code
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:  # noqa: BLE001 - the single boundary where bugs become exit 70

@@ -6,7 +6,7 @@ This module imports nothing from the CLI (no click, no rich): library code raise
 
 from __future__ import annotations
 
-__all__ = ["GradcliError", "InputError", "CheckMismatch", "NotFinite"]
+__all__ = ["GradcliError", "InputError", "CheckMismatch", "NotFinite", "IOFault"]
 
 
 class GradcliError(Exception):
@@ -38,3 +38,10 @@ class NotFinite(GradcliError):
     """The result is not finite: outside the domain, or not differentiable there (exit 3)."""
 
     exit_code = 3
+
+
+class IOFault(GradcliError):
+    """Input or output failed: stdout closed or full, stdin closed, an unreadable file, or text the
+    output's encoding cannot carry (exit 74, EX_IOERR from sysexits.h)."""
+
+    exit_code = 74
