@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO, TextIO
@@ -263,7 +264,7 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
     from .api import precision
     from .commands import Chunk, Job, evaluate_chunk
     from .derive import point_arrays, prepare, resolve_point, resolve_wrt
-    from .render import Renderer, number
+    from .render import Renderer, number, waiting
 
     fmt = _default_format(fmt, as_json)
     preps = [prepare(e) for e in exprs]
@@ -300,7 +301,8 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
         values, size = point_arrays(at, bk)
         chunk = Chunk(values, size, (None,) * size)
         renderer = Renderer(job, fmt, _stdout(), show_symbolic=show_symbolic, variables=variables)
-        rows = list(evaluate_chunk(job, chunk))
+        with waiting():  # "checking…" on a terminal after half a second
+            rows = list(evaluate_chunk(job, chunk))
         for row in rows:
             if row.error is not None:
                 raise row.error
@@ -379,18 +381,45 @@ def _open_points(points: str) -> tuple[BinaryIO, bool]:
 
 
 @contextmanager
-def _progress(reader: Any) -> Iterator[Callable[[], None]]:
-    """A rich progress bar on stderr (bytes read of a regular file) when stderr is a terminal."""
-    if reader.total is None or not sys.stderr.isatty():
+def _progress(reader: Any, renderer: Any = None) -> Iterator[Callable[[], None]]:
+    """A rich progress bar on stderr (bytes read of a regular file) when stderr is a terminal.
+
+    Never on the terminal the rows are being written to: when stdout is a terminal too, the bar is
+    shown only while a table is being collected (nothing else is written then) and is removed
+    before the first row is written (``renderer.before_streaming``)."""
+    streams_now = renderer is None or renderer.fmt != "table"
+    if reader.total is None or not sys.stderr.isatty() or (_stdout().isatty() and streams_now):
         yield lambda: None
         return
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("points"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("points", total=reader.total)
-        yield lambda: progress.update(task, completed=reader.bytes_read)
+    progress = Progress(*columns, console=Console(stderr=True), transient=True)
+    task = progress.add_task("points", total=reader.total)
+    # shown only once the run has taken half a second (a short run leaves nothing on the screen)
+    state = {"on": False, "done": False, "since": time.monotonic()}
+
+    def advance() -> None:
+        if state["done"]:
+            return
+        if not state["on"] and time.monotonic() - state["since"] > 0.5:
+            state["on"] = True
+            progress.start()
+        progress.update(task, completed=reader.bytes_read)
+
+    def stop() -> None:
+        state["done"] = True
+        if state["on"]:
+            state["on"] = False
+            progress.stop()
+
+    if renderer is not None and _stdout().isatty():
+        renderer.before_streaming = stop
+    try:
+        yield advance
+    finally:
+        stop()
 
 
 def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str], renderer: Any,
@@ -416,7 +445,7 @@ def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str],
     skipped: dict[str, list[Any]] = {}
     try:
         reader = PointsReader(stream, variables, defaults, bk, name=points)
-        with _progress(reader) as advance:
+        with _progress(reader, renderer) as advance:
             for chunk in reader:
                 block = evaluate_block(job, chunk)
                 renderer.block(block)

@@ -2,14 +2,31 @@
 
 A :class:`Renderer` writes to the stream it is given, one row at a time (so output streams), and
 imports rich only for the table.
+
+Layout rules (the README's "Output formats" section):
+
+- A table never truncates or wraps a number: number columns are ``no_wrap`` and sized to their
+  widest cell; when the table cannot fit the terminal at that size it is written as a vertical
+  key/value list instead (one ``key  value`` line per cell, which the terminal may soft-wrap but
+  which rich never cuts).
+- ``--points`` as a table: one table for the whole run, up to :data:`TABLE_MAX_ROWS` rows; beyond
+  that, the rows (the buffered ones first) are written as plain columns under one header line.
+- ``plain``: exactly one line per point. ``taylor`` writes the N+1 derivatives then the N+1
+  coefficients; ``--show-symbolic`` appends `` ; `` and the symbolic derivatives, separated by `` ; ``.
+- ``json``: one object per point, every key every time (:data:`JSON_SCHEMA`).
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 import mpmath
@@ -17,7 +34,12 @@ import mpmath
 from .check import CheckResult
 from .commands import Block, Job, Row
 
-__all__ = ["Renderer", "number", "json_number"]
+__all__ = ["Renderer", "number", "json_number", "compact_wrt", "JSON_SCHEMA", "TABLE_MAX_ROWS", "waiting"]
+
+#: A ``--points`` table holds at most this many rows; a longer run is written as plain columns.
+TABLE_MAX_ROWS = 1000
+#: Separates the values from the symbolic derivatives (and those from each other) in plain output.
+SYMBOLIC_SEP = " ; "
 
 
 def number(v: Any, digits: int | None) -> str:
@@ -43,6 +65,13 @@ def json_number(v: Any, digits: int | None) -> Any:
     return f if math.isfinite(f) else None
 
 
+def compact_wrt(wrt: Any) -> str:
+    """``--wrt`` in the CLI's compact spelling: ["x", "x", "x", "y"] -> "x:3,y" (consecutive repeats)."""
+    from .check import runs
+
+    return ",".join(name if k == 1 else f"{name}:{k}" for name, k in runs(list(wrt)))
+
+
 def _oracle_json(v: Any, digits: int | None) -> Any:
     """The oracle's value in the run's precision: a float in float64, N digits with --digits."""
     if v is None:
@@ -54,44 +83,180 @@ def _nested(v: Any, fn: Any) -> Any:
     return [_nested(x, fn) for x in v] if isinstance(v, list) else fn(v)
 
 
-def _json_float(v: float | None) -> float | None:
-    """A float JSON can carry: an infinite rel_err (the oracle's value was nan) becomes null."""
-    return v if v is None or math.isfinite(v) else None
-
-
-def _check_json(checks: list[CheckResult] | None, vector: bool, digits: int | None) -> Any:
-    if checks is None:
+def _json_float(v: Any) -> float | None:
+    """A float JSON can carry: infinite or missing becomes null."""
+    if v is None:
         return None
-    def one(c: CheckResult) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if c.ok is None and c.value is None:
-            return {"ok": None, "skipped": c.skipped}
-        out["symbolic"] = c.symbolic
-        out["value"] = _oracle_json(c.value, digits)
-        out["rel_err"] = _json_float(c.rel_err)
-        out["ok"] = c.ok
-        if c.skipped:
-            out["skipped"] = c.skipped
-            out["method"] = c.method
-        return out
+    f = float(v)
+    return f if math.isfinite(f) else None
 
-    if not vector:
-        return one(checks[0])
-    parts = [one(c) for c in checks]
-    errs = [c.rel_err for c in checks if c.rel_err is not None]
-    oks = [c.ok for c in checks]
-    merged: dict[str, Any] = {
-        "symbolic": [p.get("symbolic") for p in parts],
-        "value": [p.get("value") for p in parts],
-        "rel_err": _json_float(max(errs)) if errs else None,
-        "ok": False if False in oks else (True if all(o is True for o in oks) else None),
-    }
-    skipped = [c.skipped for c in checks if c.skipped]
-    if skipped:
-        merged["skipped"] = skipped[0]
-        # which check ran for each entry (None: none did), so no entry claims a check that did not run
-        merged["method"] = [None if c.ok is None and c.value is None else c.method for c in checks]
-    return merged
+
+# ---- the one JSON schema ------------------------------------------------------------------------------------
+def _shaped(leaf: dict[str, Any]) -> dict[str, Any]:
+    """A number (d), a list (grad, taylor) or a list of rows (hessian, jacobian) of ``leaf``."""
+    return {"anyOf": [leaf, {"type": "array", "items": leaf},
+                      {"type": "array", "items": {"type": "array", "items": leaf}}]}
+
+
+_NUMBER = {"type": ["number", "string", "null"]}  # float64; decimal string with --digits; null: not finite
+
+#: Every ``--json`` line of every command validates against this (JSON Schema, draft 2020-12).
+#: Beyond what the schema can say: ``value``, ``check.radius``, ``check.symbolic_value`` and
+#: ``check.symbolic`` (where not null) have the same shape, which is fixed by ``command``.
+JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "gradcli --json: one object per point",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["command", "expr", "wrt", "order", "at", "value", "coefficients", "line", "error", "check"],
+    "properties": {
+        "command": {"enum": ["d", "grad", "hessian", "jacobian", "taylor"]},
+        "expr": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "wrt": {"type": "string"},
+        "order": {"type": "integer", "minimum": 0},
+        "at": {"type": "object", "additionalProperties": {"type": ["number", "string"]}},
+        "value": _shaped(_NUMBER),
+        "coefficients": {"anyOf": [{"type": "null"}, {"type": "array", "items": _NUMBER}]},
+        "line": {"type": ["integer", "null"]},
+        "error": {"type": ["string", "null"]},
+        "check": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["method", "bits", "radius", "certified", "symbolic", "symbolic_value", "rel_err",
+                         "skipped", "ok"],
+            "properties": {
+                "method": {"enum": ["ball", "estimate", None]},
+                "bits": {"type": ["integer", "null"]},
+                "radius": _shaped({"type": ["number", "null"]}),
+                "certified": {"type": ["boolean", "null"]},
+                "symbolic": _shaped({"type": ["string", "null"]}),
+                "symbolic_value": _shaped(_NUMBER),
+                "rel_err": {"type": ["number", "null"]},
+                "skipped": {"type": ["string", "null"]},
+                "ok": {"type": ["boolean", "null"]},
+            },
+        },
+    },
+}
+
+
+def _shape_like(flat: list[Any], command: str, ncols: int) -> Any:
+    """Entries in row-major order, shaped like the command's value."""
+    if command == "d":
+        return flat[0] if flat else None
+    if command in ("hessian", "jacobian"):
+        return [flat[i:i + ncols] for i in range(0, len(flat), ncols)]
+    return list(flat)
+
+
+# ---- a "checking..." status on a terminal ------------------------------------------------------------------
+@contextmanager
+def waiting(message: str = "checking…", delay: float = 0.5, *, stream: TextIO | None = None) -> Iterator[None]:
+    """A rich status spinner on stderr when the body takes longer than ``delay`` seconds, and only
+    when stderr is a terminal; it is gone before the body's result is printed."""
+    err = stream if stream is not None else sys.stderr
+    try:
+        tty = err.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if not tty:
+        yield
+        return
+    lock, state = threading.Lock(), {"status": None, "done": False}
+
+    def start() -> None:
+        from rich.console import Console
+
+        with lock:
+            if state["done"]:
+                return
+            status = Console(file=err, stderr=err is sys.stderr).status(message)
+            status.start()
+            state["status"] = status
+
+    timer = threading.Timer(delay, start)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        with lock:
+            state["done"] = True
+            if state["status"] is not None:
+                state["status"].stop()
+
+
+# ---- a grid of cells: a rich table, or key/value lines when it cannot fit -----------------------------------
+class _Grid:
+    """Columns (header, numeric?) and rows of rich-markup cells. Numeric columns never wrap."""
+
+    def __init__(self, columns: list[tuple[str, bool, str]], title: str | None = None, *,
+                 name_rows: bool = False) -> None:
+        self.columns = columns  # (header markup, numeric, justify)
+        self.title = title
+        self.name_rows = name_rows  # vertical layout: head each row "<first header> <first cell>"
+        self.optional: set[int] = set()  # columns dropped (first) when the full table does not fit
+        self.rows: list[list[str]] = []
+        self.caption: str | None = None
+
+    def add(self, cells: list[str]) -> None:
+        self.rows.append(cells)
+
+    def min_width(self, keep: list[int] | None = None) -> int:
+        """The narrowest table that shows every number whole: numeric columns at their widest cell,
+        text columns at their longest word (rich folds longer text), plus padding and borders."""
+        from rich.text import Text
+
+        keep = list(range(len(self.columns))) if keep is None else keep
+        total = len(keep) + 1  # vertical rules
+        for j in keep:
+            header, numeric, _ = self.columns[j]
+            cells = [Text.from_markup(header)] + [Text.from_markup(r[j]) for r in self.rows]
+            if numeric:
+                width = max(t.cell_len for t in cells)
+            else:
+                width = max((len(w) for t in cells for w in t.plain.split()), default=1)
+            total += width + 2
+        return total
+
+    def print(self, console: Any) -> None:
+        from rich.table import Table
+        from rich.text import Text
+
+        if self.title:
+            console.print(Text.from_markup(self.title), soft_wrap=True)
+        keep = list(range(len(self.columns)))
+        if console.width < self.min_width(keep):
+            keep = [j for j in keep if j not in self.optional]
+        if console.width >= self.min_width(keep):
+            table = Table()
+            for j in keep:
+                header, numeric, justify = self.columns[j]
+                table.add_column(header, justify=justify, no_wrap=numeric, overflow="fold")
+            for r in self.rows:
+                table.add_row(*(r[j] for j in keep))
+            if self.caption:
+                table.caption = self.caption
+            console.print(table)
+            return
+        self.print_vertical(console)
+
+    def print_vertical(self, console: Any) -> None:
+        """Each row: its first cell, then one indented ``header  cell`` line per other column."""
+        from rich.text import Text
+
+        headers = [Text.from_markup(h).plain for h, _, _ in self.columns[1:]]
+        pad = max((len(h) for h in headers), default=0)
+        first = Text.from_markup(self.columns[0][0]).plain + " " if self.name_rows else ""
+        for r in self.rows:
+            console.print(Text(first).append_text(Text.from_markup(r[0])), soft_wrap=True)
+            for h, cell in zip(headers, r[1:]):
+                line = Text("  " + h.ljust(pad) + "  ")
+                line.append_text(Text.from_markup(cell))
+                console.print(line, soft_wrap=True)
+        if self.caption:
+            console.print(Text.from_markup(self.caption), soft_wrap=True)
 
 
 class Renderer:
@@ -105,6 +270,14 @@ class Renderer:
         self.color = color
         self._rows: list[Row] = []
         self._csv: Any = None
+        self._json_rows = 0
+        self._console: Any = None
+        # --points as a table: rows buffered for one table, until TABLE_MAX_ROWS; then plain columns
+        self._points_grid: _Grid | None = None
+        self._streaming = False
+        #: called once, just before a --points table starts writing rows as they come (the CLI stops
+        #: its progress bar there, so the two never share the terminal)
+        self.before_streaming: Callable[[], None] = lambda: None
 
     # -- shape of values -----------------------------------------------------------------------------
     @property
@@ -117,19 +290,33 @@ class Renderer:
 
         return [job.oracle(key, prep, wrt).symbolic_text for key, prep, wrt in _entries(job)]
 
+    def _ncols(self) -> int:
+        return len(self.job.wrt)
+
+    def _shape(self, flat: list[Any]) -> Any:
+        return _shape_like(flat, self.job.command, self._ncols())
+
     # -- per format ----------------------------------------------------------------------------------
     def row(self, row: Row) -> None:
         getattr(self, f"_row_{self.fmt}")(row)
 
     def close(self) -> None:
         if self.fmt == "table":
-            self._table()
+            if self._points_grid is not None:
+                if not self._streaming:
+                    if self._rich().width >= self._points_grid.min_width():
+                        self._points_grid.print(self._rich())
+                    else:  # too narrow for the table: the same rows as plain columns
+                        self._start_streaming()
+                self._points_grid = None
+            else:
+                self._table()
         self.stream.flush()
 
     def block(self, block: Block) -> None:
         """Write one chunk of ``--points`` rows and flush, so output streams: plain float64 values in one
-        vectorised pass (``repr(float)``, as :meth:`row` writes them), a table per chunk, other formats
-        row by row. A row outside the domain reads ``nan`` (JSON: null, with "error")."""
+        vectorised pass (``repr(float)``, as :meth:`row` writes them), table rows into the run's one
+        table, other formats row by row. A row outside the domain reads ``nan`` (JSON: null, with "error")."""
         if self.fmt == "plain" and not self.show_symbolic and block.values.dtype != object:
             self.stream.write(_plain_block(block))
         elif self.fmt == "table":
@@ -139,22 +326,35 @@ class Renderer:
                 self.row(block.row(i))
         self.stream.flush()
 
-    def _points_table(self, block: Block) -> None:
-        from rich.console import Console
-        from rich.markup import escape
-        from rich.table import Table
+    def _rich(self) -> Any:
+        """The rich console on our stream (width from the terminal or COLUMNS; never below 1)."""
+        if self._console is None:
+            from rich.console import Console
 
-        console = Console(file=self.stream, color_system="auto" if self.color is not False else None,
-                          force_terminal=self.color, highlight=False)
+            self._console = Console(file=self.stream, color_system="auto" if self.color is not False else None,
+                                    force_terminal=self.color, highlight=False)
+            if self._console.width < 1:  # COLUMNS=0: rich would print nothing at all
+                self._console.width = 1
+        return self._console
+
+    # -- --points as a table ---------------------------------------------------------------------------
+    def _points_columns(self) -> list[tuple[str, bool, str]]:
+        from rich.markup import escape
+
+        cols = [("line", True, "right")] + [(escape(v), True, "right") for v in self.variables]
+        cols += [(escape(label), True, "right") for label in self._row_labels()]
+        if self.job.check:
+            cols.append(("check", False, "center"))
+        return cols
+
+    def _points_table(self, block: Block) -> None:
+        from rich.markup import escape
+
         job, d = self.job, self.job.digits
-        table = Table(title=escape("f = " + ", ".join(p.text for p in job.preps)), title_justify="left")
-        table.add_column("line", justify="right", style="dim")
-        for v in self.variables:
-            table.add_column(escape(v), justify="right")
-        for label in self._row_labels():
-            table.add_column(escape(label), justify="right")
-        if job.check:
-            table.add_column("check", justify="center")
+        if self._points_grid is None:
+            self._points_grid = _Grid(self._points_columns(),
+                                      title=escape("f = " + ", ".join(p.text for p in job.preps)), name_rows=True)
+        grid = self._points_grid
         failed = block.check_failed
         for i in range(block.chunk.size):
             row = block.row(i)
@@ -168,44 +368,120 @@ class Renderer:
                 else:
                     marks = {_mark(c) for c in row.checks or []}
                     cells.append(" ".join(sorted(marks)) or "—")
-            table.add_row(*cells)
-        console.print(table)
+            if self._streaming:
+                self._write_plain_row(cells)
+            else:
+                grid.add(cells)
+        if not self._streaming and len(grid.rows) > TABLE_MAX_ROWS:
+            self._start_streaming()
+
+    def _start_streaming(self) -> None:
+        """Past TABLE_MAX_ROWS: the header once, then the buffered rows and every later one as plain
+        columns (the same cells, separated by two spaces)."""
+        from rich.text import Text
+
+        grid = self._points_grid
+        assert grid is not None
+        self.before_streaming()
+        self._streaming = True
+        console = self._rich()
+        if grid.title:
+            console.print(Text.from_markup(grid.title), soft_wrap=True)
+        self._write_plain_row([h for h, _, _ in grid.columns])
+        for cells in grid.rows:
+            self._write_plain_row(cells)
+        grid.rows = []
+
+    def _write_plain_row(self, cells: list[str]) -> None:
+        """One row as plain text (no colour: rich per row would cost 30x the computation)."""
+        self.stream.write("  ".join(_unmarked(c) for c in cells) + "\n")
 
     def _flat(self, value: Any) -> list[Any]:
         if isinstance(value, list):
             return [x for v in value for x in self._flat(v)]
         return [value]
 
+    # -- plain ------------------------------------------------------------------------------------------
     def _row_plain(self, row: Row) -> None:
         d = self.job.digits
         line = " ".join(number(v, d) for v in self._flat(row.value))
         if self.job.command == "taylor":
-            line += "\n" + " ".join(number(v, d) for v in self._flat(row.extra["coefficients"]))
-        self.stream.write(line + "\n")
+            line += " " + " ".join(number(v, d) for v in self._flat(row.extra["coefficients"]))
         if self.show_symbolic:
-            self.stream.write(" ".join(s or "?" for s in self._symbolic()) + "\n")
+            line += SYMBOLIC_SEP + SYMBOLIC_SEP.join(s or "?" for s in self._symbolic())
+        self.stream.write(line + "\n")
+
+    # -- json -------------------------------------------------------------------------------------------
+    def _order(self) -> int:
+        job = self.job
+        return {"d": len(job.wrt), "grad": 1, "jacobian": 1, "hessian": 2}.get(job.command, job.order)
 
     def _row_json(self, row: Row) -> None:
         job, d = self.job, self.job.digits
         obj: dict[str, Any] = {
-            "expr": job.preps[0].text if job.command != "jacobian" else [p.text for p in job.preps],
-            "wrt": list(job.wrt),
+            "command": job.command,
+            "expr": [p.text for p in job.preps],
+            "wrt": compact_wrt(job.wrt),
+            "order": self._order(),
             "at": {k: json_number(v, d) for k, v in row.at.items()},
             "value": _nested(row.value, lambda v: json_number(v, d)),
+            "coefficients": (_nested(row.extra["coefficients"], lambda v: json_number(v, d))
+                             if job.command == "taylor" else None),
+            "line": row.line,
+            "error": row.error.message if row.error is not None else None,
+            "check": self._check_json(row, first=self._json_rows == 0),
         }
-        if job.command == "taylor":
-            obj["order"] = job.order
-            obj["coefficients"] = _nested(row.extra["coefficients"], lambda v: json_number(v, d))
-        if row.line is not None:
-            obj["line"] = row.line
-        if row.error is not None:  # a --points row outside the domain: "value" is null
-            obj["error"] = row.error.message
-        obj["check"] = _check_json(row.checks, self._vector, d)
-        if self.show_symbolic:
-            sym = self._symbolic()
-            obj["symbolic"] = sym[0] if not self._vector else sym
+        self._json_rows += 1
         self.stream.write(json.dumps(obj, allow_nan=False, ensure_ascii=False) + "\n")
 
+    def _check_json(self, row: Row, *, first: bool) -> dict[str, Any]:
+        """The certificate and the symbolic witness, always the same keys (see JSON_SCHEMA)."""
+        job, d = self.job, self.job.digits
+        n = len(self._flat(row.value))
+        certs = getattr(row, "certs", None)
+        certs = list(certs) if certs is not None else [None] * n
+        checks = list(row.checks) if row.checks is not None else [None] * n
+        present = [c for c in certs if c is not None]
+        methods = {getattr(c, "method", None) for c in present}
+        bits = [c.bits for c in present if getattr(c, "bits", None) is not None]
+        if not present:
+            certified = None
+        elif any(c.ok is False for c in present):
+            certified = False
+        else:
+            certified = True if len(present) == len(certs) and all(c.ok is True for c in present) else None
+        ran = [c for c in checks if c is not None and c.ok is not None]
+        errs = [c.rel_err for c in ran if c.rel_err is not None]
+        reasons = []
+        for c in checks:
+            if c is not None and c.skipped:
+                why = c.skipped if c.ok is None else f"{c.skipped}; checked by {c.method} instead"
+                if why not in reasons:
+                    reasons.append(why)
+        if not job.check:
+            reasons = ["--no-check"]
+        elif row.error is not None:
+            reasons = ["the value is not finite"]
+        symbolic = None
+        if first and (job.check or self.show_symbolic):
+            symbolic = self._shape(self._symbolic())
+        failed = certified is False or any(c.ok is False for c in ran)
+        anything = bool(present) or bool(ran)
+        return {
+            "method": None if not methods else ("estimate" if "estimate" in methods else "ball"),
+            "bits": max(bits) if bits else None,
+            "radius": self._shape([_json_float(getattr(c, "radius", None)) if c is not None else None
+                                   for c in certs]),
+            "certified": certified,
+            "symbolic": symbolic,
+            "symbolic_value": self._shape([_oracle_json(c.value, d) if c is not None and c.ok is not None else None
+                                           for c in checks]),
+            "rel_err": _json_float(max(errs)) if errs else None,
+            "skipped": "; ".join(reasons) if reasons else None,
+            "ok": False if failed else (True if anything else None),
+        }
+
+    # -- csv --------------------------------------------------------------------------------------------
     def _csv_header(self) -> list[str]:
         labels = self._entry_names()
         head = list(self.variables) + labels
@@ -247,39 +523,40 @@ class Renderer:
     def _row_table(self, row: Row) -> None:
         self._rows.append(row)
 
-    # -- the rich table --------------------------------------------------------------------------------
+    # -- the rich table (single points) ----------------------------------------------------------------
     def _table(self) -> None:
-        from rich.console import Console
         from rich.markup import escape
-        from rich.table import Table
 
-        console = Console(file=self.stream, color_system="auto" if self.color is not False else None,
-                          force_terminal=self.color, highlight=False)
+        console = self._rich()
         job, d = self.job, self.job.digits
         exprs = ", ".join(p.text for p in job.preps)
         for row in self._rows:
             where = ", ".join(f"{k} = {number(v, d)}" for k, v in row.at.items())
             title = escape(f"f = {exprs}" + (f"  at  {where}" if where else ""))
             if job.command in ("hessian", "jacobian"):
-                for table in self._matrix_tables(row, title):
-                    console.print(table)
+                for grid in self._matrix_grids(row, title):
+                    grid.print(console)
                 continue
-            table = Table(title=title, title_justify="left")
-            labels = self._row_labels()
-            table.add_column("derivative", style="bold")
-            table.add_column("value", justify="right")
-            if job.check:
-                table.add_column("symbolic value", justify="right")
-                table.add_column("check", justify="center")
-            if self.show_symbolic:
-                table.add_column("symbolic derivative")
-            flat = self._flat(row.value)
+            certs = getattr(row, "certs", None)
+            radii = [getattr(c, "radius", None) if c is not None else None for c in certs] if certs else []
+            show_radius = any(r is not None for r in radii)
             coeffs = self._flat(row.extra.get("coefficients", [])) if job.command == "taylor" else None
+            columns = [("derivative", False, "left"), ("value", True, "right")]
+            if job.check:
+                columns += [("symbolic value", True, "right"), ("check", True, "center")]
+            if self.show_symbolic:
+                columns.append(("symbolic derivative", False, "left"))
             if coeffs is not None:
-                table.add_column("coefficient f⁽ᵏ⁾/k!", justify="right")
+                columns.append(("coefficient f⁽ᵏ⁾/k!", True, "right"))
+            if show_radius:
+                columns.append(("± radius", True, "right"))
+            grid = _Grid(columns, title=title)
+            # a narrow terminal drops the oracle's value (a mismatch is on stderr with both values) and
+            # the radius before it falls back to the vertical layout
+            grid.optional = {j for j, c in enumerate(columns) if c[0] in ("symbolic value", "± radius")}
             symbolic = self._symbolic() if self.show_symbolic else []
-            for i, (label, v) in enumerate(zip(labels, flat)):
-                cells = [escape(label), number(v, d)]
+            for i, (label, v) in enumerate(zip(self._row_labels(), self._flat(row.value))):
+                cells = [f"[bold]{escape(label)}[/]", number(v, d)]
                 if job.check:
                     c = row.checks[i] if row.checks else None
                     oracle = c.value if c is not None else None
@@ -289,28 +566,27 @@ class Renderer:
                     cells.append(escape(symbolic[i] or "?"))
                 if coeffs is not None:
                     cells.append(number(coeffs[i], d))
-                table.add_row(*cells)
+                if show_radius:
+                    r = radii[i] if i < len(radii) else None
+                    cells.append("—" if r is None else f"{r:.1e}")
+                grid.add(cells)
             notes = {c.skipped for c in (row.checks or []) if c.skipped}
             if notes:
-                table.caption = escape("; ".join(sorted(notes)))
-            console.print(table)
+                grid.caption = escape("; ".join(sorted(notes)))
+            grid.print(console)
 
-    def _matrix_tables(self, row: Row, title: str) -> list[Any]:
+    def _matrix_grids(self, row: Row, title: str) -> list[_Grid]:
         """A Hessian or Jacobian as a matrix: a row per gradient entry (per expression), a column per
         variable; each cell the value and its check mark (with sympy's value when they disagree).
         With --show-symbolic, a second matrix holds the symbolic derivatives."""
         from rich.markup import escape
-        from rich.table import Table
 
         job, d = self.job, self.job.digits
         rows, cols = self._matrix_labels()
         corner = "∂²f" if job.command == "hessian" else "J"
-        values = Table(title=title, title_justify="left")
-        values.add_column(corner, style="bold")
-        for c in cols:
-            values.add_column(escape(c), justify="right")
+        values = _Grid([(corner, False, "left")] + [(escape(c), True, "right") for c in cols], title=title)
         for i, (label, entries) in enumerate(zip(rows, row.value)):
-            cells = [escape(label)]
+            cells = [f"[bold]{escape(label)}[/]"]
             for j, v in enumerate(entries):
                 text = number(v, d)
                 check = row.checks[i * len(cols) + j] if row.checks else None
@@ -319,21 +595,20 @@ class Renderer:
                     if check is not None and check.ok is False and check.value is not None:
                         text += f" (sympy {number(check.value if d else float(check.value), d)})"
                 cells.append(text)
-            values.add_row(*cells)
+            values.add(cells)
         notes = {c.skipped for c in (row.checks or []) if c.skipped}
         if notes:
             values.caption = escape("; ".join(sorted(notes)))
-        tables = [values]
+        grids = [values]
         if self.show_symbolic:
             symbolic = self._symbolic()
-            sym = Table(title="symbolic derivatives", title_justify="left")
-            sym.add_column(corner, style="bold")
-            for c in cols:
-                sym.add_column(escape(c))
+            sym = _Grid([(corner, False, "left")] + [(escape(c), False, "left") for c in cols],
+                        title="symbolic derivatives")
             for i, label in enumerate(rows):
-                sym.add_row(escape(label), *(escape(symbolic[i * len(cols) + j] or "?") for j in range(len(cols))))
-            tables.append(sym)
-        return tables
+                sym.add([f"[bold]{escape(label)}[/]",
+                         *(escape(symbolic[i * len(cols) + j] or "?") for j in range(len(cols)))])
+            grids.append(sym)
+        return grids
 
     def _matrix_labels(self) -> tuple[list[str], list[str]]:
         """Row and column labels of a matrix table: entry (i, j) is d(row i)/d(column j)."""
@@ -352,6 +627,18 @@ class Renderer:
         if job.command == "hessian":
             return [f"∂²f/∂{a}∂{b}" if a != b else f"∂²f/∂{a}²" for a in job.wrt for b in job.wrt]
         return [f"∂f{i + 1}/∂{w}" for i in range(len(job.preps)) for w in job.wrt]
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_markup(cell: str) -> str:
+    from rich.text import Text
+
+    return Text.from_markup(cell).plain
+
+
+def _unmarked(cell: str) -> str:
+    """A cell's text without rich markup (numbers have none; marks and labels come from a few)."""
+    return _plain_markup(cell) if "[" in cell else cell
 
 
 def _sub(n: int) -> str:
@@ -379,16 +666,18 @@ def render_to_string(job: Job, rows: list[Row], fmt: str, **kw: Any) -> str:
 
 
 def _plain_block(block: Block) -> str:
-    """A chunk's float64 values in plain format: one line per row (taylor: two), ``repr(float)``."""
+    """A chunk's float64 values in plain format: one line per row (taylor: the derivatives, then the
+    coefficients), ``repr(float)``."""
     n = block.chunk.size
     if n == 0:
         return ""
     flat = block.values.reshape(n, -1)
+    if block.job.command == "taylor":
+        import numpy as np
+
+        flat = np.concatenate([flat, block.extra["coefficients"].reshape(n, -1)], axis=1)
     if flat.shape[1] == 1:
         lines = list(map(repr, flat[:, 0].tolist()))
     else:
         lines = [" ".join(map(repr, r)) for r in flat.tolist()]
-    if block.job.command == "taylor":
-        coeffs = [" ".join(map(repr, r)) for r in block.extra["coefficients"].reshape(n, -1).tolist()]
-        lines = [x for pair in zip(lines, coeffs) for x in pair]
     return "\n".join(lines) + "\n"
