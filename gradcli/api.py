@@ -16,20 +16,9 @@ import numpy as np
 import sympy
 
 from . import ops
-from .check import CheckResult, run_check
-from .derive import (
-    Prepared,
-    derivative_values,
-    gradient_values,
-    hessian_values,
-    point_arrays,
-    prepare,
-    raise_not_finite,
-    resolve_point,
-    resolve_wrt,
-    taylor_values,
-)
-from .errors import InputError
+from .check import CheckResult
+from .derive import Prepared, point_arrays, prepare, resolve_point, resolve_wrt
+from .errors import InputError, NotFinite, Uncertified
 
 __all__ = ["derivative", "gradient", "hessian", "jacobian", "taylor", "MAX_DIGITS"]
 
@@ -76,15 +65,50 @@ def _is_scalar_point(at: dict[str, Any]) -> bool:
     return all(np.ndim(v) == 0 for v in at.values() if not isinstance(v, sympy.Basic))
 
 
-def _check_failures(
-    prep: Prepared, fail: Any, values: np.ndarray, points: dict[str, np.ndarray], bk: ops.Backend
-) -> None:
-    from .graph import finite_mask
+def _exact(at: dict[str, Any]) -> dict[str, Any]:
+    """The values the ball engine takes exactly: typed constants and Python numbers at one point."""
+    return {k: v for k, v in at.items() if isinstance(v, (sympy.Basic, int, float, mpmath.mpf))
+            and not isinstance(v, bool)}
 
-    fin = finite_mask(values).reshape(values.shape[0], -1).all(axis=1)
-    bad = np.flatnonzero(~fin | fail.bad)
+
+def _evaluate(job: Any, at: dict[str, Any]) -> Any:
+    """Run ``job`` at ``at`` through the one evaluation path the CLI uses (engines, certification,
+    check); raise the first row's error, or :class:`Uncertified` for a value no ball could prove."""
+    from .commands import Chunk, evaluate_block
+
+    points, n = point_arrays(at, job.bk)
+    exact = _exact(at) if _is_scalar_point(at) else {}
+    block = evaluate_block(job, Chunk(points, n, (None,) * n, exact=exact))
+    bad = np.flatnonzero(block.bad)
     if bad.size:
-        raise_not_finite(prep.graph, fail, values, points, int(bad[0]), digits=bk.is_mp)
+        raise block.error(int(bad[0])) or NotFinite("the result is not finite")
+    for i in block.uncertified[:1]:
+        cert = next(c for c in block.certs[i] if not c.ok)
+        where = ", ".join(f"{k}={points[k][i]}" for k in sorted(points))
+        raise Uncertified(f"the value at {where} could not be certified: {cert.reason}")
+    return block
+
+
+def _job(command: str, preps: list[Prepared], names: list[str], bk: ops.Backend, digits: int | None, *,
+         check: bool = False, tol: float = 1e-8, check_timeout: float = 5.0, order: int = 0,
+         engine: str = "auto") -> Any:
+    from .commands import Job
+
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
+        raise InputError(f"tol must be a number between 0 and 1, got {tol!r}")
+    if engine not in ("auto", "taylor", "reverse"):
+        raise InputError(f"unknown engine {engine!r}: use auto, taylor or reverse")
+    return Job(command, tuple(preps), tuple(names), bk, digits=digits, check=check, tol=float(tol),
+               check_timeout=check_timeout, order=order, engine=engine)
+
+
+def _unwrap(values: np.ndarray, scalar: bool) -> Any:
+    if scalar:
+        v = values[0]
+        if np.ndim(v) == 0:
+            return v if isinstance(v, mpmath.mpf) else float(v)
+        return v
+    return values
 
 
 def derivative(
@@ -100,19 +124,25 @@ def derivative(
 ) -> Any:
     """One derivative d^n f / d wrt[0] ... d wrt[n-1], at one point or vectorised over arrays.
 
+    Every value returned is certified by ball arithmetic (see :mod:`gradcli.certify`): within ``tol``
+    of the true derivative, or with ``digits``, every digit correct.
+
     Args:
         expr: the expression, in gradcli's syntax (parsed safely, never executed).
         wrt: ``"x:2,y"`` or a list of names; None for the expression's only variable.
-        at: variable values: numbers, constant strings (``"pi/4"``) or numpy arrays.
-        digits: compute in this many significant digits (returns an ``mpmath.mpf``).
+        at: variable values: numbers, constant strings (``"pi/4"``, used exactly) or numpy arrays.
+        digits: compute this many correct significant digits (returns an ``mpmath.mpf``).
         check: also run the symbolic cross-check; then returns ``(value, CheckResult)``.
+        tol: the relative tolerance of the certificate and the check.
 
     Returns:
         A float (an ``mpf`` with ``digits``), or an array when ``at`` holds arrays.
 
     Raises:
         InputError: bad expression, ``wrt`` or ``at`` (exit code 2).
-        NotFinite: the point is outside the domain or the result overflows (exit code 3).
+        NotFinite: the point is outside the domain, the derivative does not exist there, or the value
+            is beyond float64's range (use ``digits``) (exit code 3).
+        Uncertified: no ball could prove the value (exit code 1).
 
     >>> derivative("2*x**3+5*y**2", wrt="x,x", at={"x": 5, "y": 2})
     60.0
@@ -123,18 +153,14 @@ def derivative(
     names, _notes = resolve_wrt(prep, wrt)
     at = resolve_point(prep, names, _values(at))
     with precision(digits) as bk:
-        points, n = point_arrays(at, bk)
-        values, fail = derivative_values(prep.graph, names, points, bk, n, engine)
-        _check_failures(prep, fail, values, points, bk)
+        job = _job("d", [prep], names, bk, digits, check=check, tol=tol, check_timeout=check_timeout,
+                   engine=engine)
+        block = _evaluate(job, at)
         scalar = _is_scalar_point(at)
-        value = _scalar_or_array(values, scalar)
+        value = _unwrap(block.values, scalar)
         if not check:
             return value
-        results = [
-            run_check(prep.expr, prep.graph, names, {k: v[i] for k, v in points.items()}, values[i],
-                      tol=tol, timeout=check_timeout, dps=max(30, (digits or 0) + 10))
-            for i in range(n)
-        ]
+        results = [block.checks[0][i] for i in range(block.chunk.size)]
     return value, (results[0] if scalar else results)
 
 
@@ -149,8 +175,9 @@ def _sorted_wrt(prep: Prepared, wrt: str | list[str] | None) -> list[str]:
     return names
 
 
-def gradient(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None) -> Any:
-    """The gradient, variables sorted by name unless ``wrt`` orders them (one reverse sweep).
+def gradient(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None,
+             tol: float = 1e-8) -> Any:
+    """The gradient, variables sorted by name unless ``wrt`` orders them (one reverse sweep), certified.
 
     >>> gradient("2*x**3+5*y**2+11*x+5", at={"x": 5, "y": 2}).tolist()
     [161.0, 20.0]
@@ -159,14 +186,13 @@ def gradient(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, 
     names = _sorted_wrt(prep, wrt)
     at = resolve_point(prep, names, _values(at))
     with precision(digits) as bk:
-        points, n = point_arrays(at, bk)
-        values, fail = gradient_values(prep.graph, names, points, bk, n)
-        _check_failures(prep, fail, values, points, bk)
-        return values[0] if _is_scalar_point(at) else values
+        block = _evaluate(_job("grad", [prep], names, bk, digits, tol=tol), at)
+        return _unwrap(block.values, _is_scalar_point(at))
 
 
-def hessian(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None) -> Any:
-    """The Hessian matrix, variables sorted by name unless ``wrt`` orders them.
+def hessian(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None,
+            tol: float = 1e-8) -> Any:
+    """The Hessian matrix, variables sorted by name unless ``wrt`` orders them, certified.
 
     Forward-over-reverse: one reverse sweep on dual numbers gives every row at once (exactly symmetric).
     Vectorised like :func:`gradient`: arrays in ``at`` give shape (P, n, n).
@@ -178,14 +204,13 @@ def hessian(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, *
     names = _sorted_wrt(prep, wrt)
     at = resolve_point(prep, names, _values(at))
     with precision(digits) as bk:
-        points, n = point_arrays(at, bk)
-        values, fail = hessian_values(prep.graph, names, points, bk, n)
-        _check_failures(prep, fail, values, points, bk)
-        return values[0] if _is_scalar_point(at) else values
+        block = _evaluate(_job("hessian", [prep], names, bk, digits, tol=tol), at)
+        return _unwrap(block.values, _is_scalar_point(at))
 
 
 def jacobian(
-    exprs: list[str], at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None
+    exprs: list[str], at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None,
+    tol: float = 1e-8,
 ) -> Any:
     """One gradient row per expression, over the union of their variables (sorted) unless ``wrt``.
 
@@ -199,18 +224,20 @@ def jacobian(
         names = sorted({v for p in preps for v in p.variables})
     else:
         names = _sorted_wrt(preps[0], wrt)
-    at = dict(at or {})
+    at = _values(at)
     known = {v for p in preps for v in p.variables} | set(names)
     for name in at:
         if name not in known:
             raise InputError(f"at names '{name}', which is in no expression and not in wrt")
-    # each expression sees the values of its own variables (another expression's are not unknown to it)
-    rows = [gradient(p.expr, {k: v for k, v in at.items() if k in p.variables or k in names}, names, digits=digits)
-            for p in preps]
-    return np.stack(rows, axis=-2)
+    for p in preps:
+        resolve_point(p, names, {k: v for k, v in at.items() if k in p.variables or k in names})
+    with precision(digits) as bk:
+        block = _evaluate(_job("jacobian", preps, names, bk, digits, tol=tol), at)
+        return _unwrap(block.values, _is_scalar_point(at))
 
 
-def taylor(expr: str, var: str, order: int, at: dict[str, Any], *, digits: int | None = None) -> Any:
+def taylor(expr: str, var: str, order: int, at: dict[str, Any], *, digits: int | None = None,
+           tol: float = 1e-8) -> Any:
     """Derivatives f(A), f'(A), ..., f^(N)(A) and Taylor coefficients f^(k)(A)/k!, as two arrays.
 
     >>> d, c = taylor("exp(2*x)", "x", 3, at={"x": 0})
@@ -227,11 +254,10 @@ def taylor(expr: str, var: str, order: int, at: dict[str, Any], *, digits: int |
         raise InputError("taylor takes one variable")
     at = resolve_point(prep, names, _values(at))
     with precision(digits) as bk:
-        points, n = point_arrays(at, bk)
-        if names[0] not in points:
-            points[names[0]] = bk.zeros((n,))
-        derivs, coeffs, fail = taylor_values(prep.graph, names[0], int(order), points, bk, n)
-        _check_failures(prep, fail, derivs, points, bk)
+        at_full = dict(at)
+        at_full.setdefault(names[0], 0)
+        block = _evaluate(_job("taylor", [prep], names, bk, digits, tol=tol, order=int(order)), at_full)
+        derivs, coeffs = block.values, block.extra["coefficients"]
         if _is_scalar_point(at):
             return derivs[0], coeffs[0]
         return derivs, coeffs

@@ -19,8 +19,7 @@ import mpmath
 import numpy as np
 import sympy
 
-from . import ops
-from .graph import Graph, walk
+from .graph import Graph
 
 __all__ = ["CheckResult", "CheckBatch", "Oracle", "close", "rel_err", "rel_err_many", "symbolic_derivative",
            "run_check", "SMALL", "LAMBDIFY_MAX_ORDER"]
@@ -31,8 +30,6 @@ SMALL = 1e-12
 HIGH_ORDER = 20
 #: A symbolic derivative larger than this many tree nodes is not evaluated (it would not finish).
 MAX_SYMBOLIC_NODES = 20_000
-#: mpmath.diff works at about (order + 1) x 20 digits: beyond this order it cannot finish in any budget.
-MAX_NUMERIC_ORDER = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,63 +116,6 @@ def _evaluate(d: sympy.Expr, point: dict[str, Any], dps: int) -> Any:
         return mpmath.mpf(sympy.Float(val, dps)._mpf_)
 
 
-class _Expired(Exception):
-    """Raised inside an abandoned numerical check to stop it (it is never seen by the caller)."""
-
-
-def _forward(graph: Graph, names: list[str], point: dict[str, Any], dps: int,
-             expired: Callable[[], bool] | None) -> Callable[..., Any]:
-    """The plain forward evaluation on mpmath numbers as a function of ``names`` (others fixed at
-    ``point``); it stops the computation once ``expired()`` says the budget ran out."""
-    bk = ops.mp_backend(dps)
-
-    def f(*xs: Any) -> Any:
-        if expired is not None and expired():
-            raise _Expired
-        env = dict(point)
-        env.update(zip(names, xs))
-        vals = walk(
-            graph,
-            lambda n: np.asarray([mpmath.mpf(env[n])], dtype=object),
-            lambda c: np.asarray([bk.scalar(c)], dtype=object),
-            lambda i, p, args, params: bk.call(p, *args, **{k: (bk.scalar(v) if k == "p" else v)
-                                                                for k, v in params.items()}),
-        )
-        return vals[graph.output][0]
-
-    return f
-
-
-def _numeric_derivative(graph: Graph, wrt: list[str], point: dict[str, Any], dps: int,
-                        expired: Callable[[], bool] | None = None) -> Any:
-    """mpmath.diff of the forward evaluation: finite differences, mpmath picks step and precision
-    (it works at about (order + 1) times ``dps`` digits, so its cost grows fast with the order)."""
-    names = sorted(set(wrt))
-    counts = [wrt.count(n) for n in names]
-    f = _forward(graph, names, point, dps, expired)
-    with mpmath.workdps(dps):
-        x0 = [mpmath.mpf(point[n]) for n in names]
-        if not names:
-            return f()
-        if len(names) == 1:
-            return mpmath.diff(f, x0[0], counts[0])
-        return mpmath.diff(f, tuple(x0), tuple(counts))
-
-
-def _numeric_derivatives(graph: Graph, var: str, point: dict[str, Any], order: int, dps: int,
-                         expired: Callable[[], bool] | None = None) -> list[Any]:
-    """f, f', ..., f^(order) at ``point`` by mpmath.diffs: every order from one set of function values."""
-    f = _forward(graph, [var], point, dps, expired)
-    with mpmath.workdps(dps):
-        return list(mpmath.diffs(f, mpmath.mpf(point.get(var, 0)), order))
-
-
-def _numeric_dps(value: Any, dps: int) -> int:
-    """Digits for the numerical check: float64 values need ~20 (mpmath.diff's cost grows with them);
-    --digits values the full ``dps``."""
-    return dps if isinstance(value, mpmath.mpf) else min(dps, 20)
-
-
 def _bounded(fn: Callable[[Callable[[], bool]], Any], timeout: float) -> tuple[bool, Any]:
     """Run ``fn(expired)`` in a daemon thread for at most ``timeout`` s: (finished, result).
 
@@ -214,8 +154,8 @@ class Oracle:
         if chain is not None:
             self.symbolic, self.skipped = chain.symbolic_of(len(self.wrt))
             return
-        # Beyond order ~20 sympy's derivative of most expressions grows too fast to finish, so it gets a
-        # fifth of the budget and the independent numerical check keeps the rest.
+        # Beyond order ~20 sympy's derivative of most expressions grows too fast to finish: it gets a fifth
+        # of the budget, so that a high order does not wait seconds for a witness that will not come.
         budget = timeout if len(wrt) <= HIGH_ORDER else timeout / 5
         done, result = _bounded(lambda expired: symbolic_derivative(expr, wrt, expired), budget)
         if not done:
@@ -243,16 +183,8 @@ class Oracle:
                                    skipped=f"evaluating sympy's derivative took over {self.timeout:g} s")
             err = rel_err(value, oracle)
             return CheckResult(ok=err <= tol, symbolic=self.symbolic_text, value=oracle, rel_err=err)
-        if len(self.wrt) > MAX_NUMERIC_ORDER:
-            return CheckResult(ok=None, skipped=f"{self.skipped}; no numerical check beyond order {MAX_NUMERIC_ORDER}")
-        ndps = _numeric_dps(value, dps)
-        done, oracle = _bounded(lambda expired: _numeric_derivative(self.graph, self.wrt, point, ndps, expired),
-                                self.timeout)
-        if not done:
-            return CheckResult(ok=None, skipped=f"{self.skipped}; mpmath.diff did not finish within {self.timeout:g} s "
-                                                "either")
-        err = rel_err(value, oracle)
-        return CheckResult(ok=err <= tol, value=oracle, rel_err=err, skipped=self.skipped, method="mpmath.diff")
+        # no symbolic derivative in the budget: the ball-arithmetic certificate stands alone
+        return CheckResult(ok=None, skipped=self.skipped)
 
     # ---- many points at once (--points) ------------------------------------------------------------
     def check_many(
@@ -457,7 +389,6 @@ class TaylorChain:
 
     def check(self, oracle: Oracle, point: dict[str, Any], value: Any, *, tol: float, dps: int) -> CheckResult:
         """:meth:`Oracle.check` for order ``len(oracle.wrt)`` within the chain's shared budgets."""
-        k = len(oracle.wrt)
         key = tuple(sorted((n, repr(v)) for n, v in point.items()))
         why = oracle.skipped
         if oracle.symbolic is not None:
@@ -469,21 +400,7 @@ class TaylorChain:
                 err = rel_err(value, got)
                 return CheckResult(ok=err <= tol, symbolic=oracle.symbolic_text, value=got, rel_err=err)
             why = f"evaluating sympy's derivatives at this point took over {self.timeout:g} s"
-        if self.order > MAX_NUMERIC_ORDER:
-            return CheckResult(ok=None, skipped=f"{why}; no numerical check beyond order {MAX_NUMERIC_ORDER}")
-        ndps = _numeric_dps(value, dps)
-        nkey = (key, ndps)
-        if nkey not in self._numeric:
-            done, series = _bounded(
-                lambda expired: _numeric_derivatives(self.graph, self.var, point, self.order, ndps, expired),
-                self.timeout,
-            )
-            self._numeric[nkey] = series if done else None
-        series = self._numeric[nkey]
-        if series is None:
-            return CheckResult(ok=None, skipped=f"{why}; mpmath.diffs did not finish within {self.timeout:g} s either")
-        err = rel_err(value, series[k])
-        return CheckResult(ok=err <= tol, value=series[k], rel_err=err, skipped=why, method="mpmath.diffs")
+        return CheckResult(ok=None, skipped=why)
 
 
 def run_check(

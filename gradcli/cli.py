@@ -299,7 +299,7 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
             renderer = Renderer(job, fmt, _stdout(), show_symbolic=show_symbolic, variables=variables)
             return _run_points(job, points, at, variables, renderer, expect=expect)
         values, size = point_arrays(at, bk)
-        chunk = Chunk(values, size, (None,) * size)
+        chunk = Chunk(values, size, (None,) * size, exact=dict(at))
         renderer = Renderer(job, fmt, _stdout(), show_symbolic=show_symbolic, variables=variables)
         with waiting():  # "checking…" on a terminal after half a second
             rows = list(evaluate_chunk(job, chunk))
@@ -366,12 +366,17 @@ def _entry_name(job: Any, i: int, cols: int) -> str:
 _MAX_ROW_NOTES = 10
 
 
+def _stdin_bytes() -> BinaryIO:
+    """Standard input as bytes (its buffer; a test may have put a binary stream there itself)."""
+    return getattr(sys.stdin, "buffer", sys.stdin)
+
+
 def _open_points(points: str) -> tuple[BinaryIO, bool]:
     """The binary stream behind --points, and whether it is ours to close."""
     if points == "-":
         if sys.stdin is None:  # started with stdin closed (`<&-`)
             raise IOFault("--points -: stdin is closed")
-        return click.get_binary_stream("stdin"), False
+        return _stdin_bytes(), False
     try:
         return open(points, "rb"), True  # noqa: SIM115 - closed by the caller
     except FileNotFoundError:  # a wrong name: bad input (exit 2); an unreadable file is an I/O error (74)
@@ -543,13 +548,63 @@ def _report_checks(row: Any, tol: float, fmt_number: Callable[[Any], str]) -> in
             status = 1
     skipped = {c.skipped for c in row.checks or [] if c.skipped}
     for why in sorted(skipped):
-        extra = next((c for c in row.checks or [] if c.skipped == why), None)
-        if extra is not None and extra.ok is not None:
-            _note(f"{where}note: symbolic check skipped ({why}); checked by mpmath numerical differentiation "
-                  f"instead, rel_err {extra.rel_err:.3g}")
-        else:
-            _note(f"{where}note: check skipped: {why}")
-    return status
+        _note(f"{where}note: symbolic check skipped ({why}); the value stands on its ball-arithmetic certificate")
+    return max(status, _report_certs(row))
+
+
+def _report_certs(row: Any) -> int:
+    """Name a value no ball could prove (exit 1), and say where float64's value was replaced."""
+    where = f"line {row.line}: " if row.line is not None else ""
+    certs = row.certs or []
+    failed = next((c for c in certs if not c.ok), None)
+    if failed is not None:
+        _note(f"{where}error: the value could not be certified: {failed.reason}")
+        return 1
+    replaced = [c for c in certs if c.replaced]
+    if replaced:
+        bits = max(c.bits or 0 for c in replaced)
+        _note(f"{where}note: float64 lost digits here; the printed value is the certified one "
+              f"(ball arithmetic at {bits} bits)")
+    return 0
+
+
+# ---- EXPR from stdin (-) or a file (@FILE) ------------------------------------------------------------
+def _expr_texts(exprs: list[str], points: str | None) -> list[str]:
+    """Each EXPR as given, or read: ``-`` from stdin, ``@FILE`` from FILE (surrounding whitespace and a
+    final newline dropped). The parser's length limit applies to what is read."""
+    from_stdin = [e for e in exprs if e == "-"]
+    if from_stdin and (len(from_stdin) > 1 or points == "-"):
+        raise InputError("stdin can be read once: EXPR - and --points - (or two EXPR -) cannot both read it")
+    return [_read_expr(e) if e == "-" or e.startswith("@") else e for e in exprs]
+
+
+#: More than this is refused by the parser anyway (10,000 characters); reading stops here.
+_EXPR_READ_LIMIT = 1 << 20
+
+
+def _read_expr(source: str) -> str:
+    if source == "-":
+        if sys.stdin is None:
+            raise IOFault("EXPR -: stdin is closed")
+        where, data = "stdin", _stdin_bytes().read(_EXPR_READ_LIMIT)
+    else:
+        where = source[1:]
+        try:
+            with open(where, "rb") as f:
+                data = f.read(_EXPR_READ_LIMIT)
+        except FileNotFoundError:
+            raise InputError(f"EXPR {source}: no such file '{where}'") from None
+        except IsADirectoryError:
+            raise InputError(f"EXPR {source}: '{where}' is a directory") from None
+        except OSError as exc:
+            raise IOFault(f"EXPR {source}: cannot read '{where}': {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig").strip()
+    except UnicodeDecodeError:
+        raise InputError(f"EXPR from {where} is not UTF-8 text") from None
+    if not text:
+        raise InputError(f"EXPR from {where} is empty")
+    return text
 
 
 # ---- commands --------------------------------------------------------------------------------------
@@ -569,7 +624,7 @@ def d_command(expr: str, wrt: list[str] | None, **kw: Any) -> None:
       gradcli d --at x=1 -- "-x**2"                          # EXPR starting with '-'
       gradcli d "x*y" --wrt x,y --at x=1,y=2 --expect 1      # exit 1 unless 1
     """
-    sys.exit(_run("d", [expr], wrt, **kw))
+    sys.exit(_run("d", _expr_texts([expr], kw["points"]), wrt, **kw))
 
 
 @cli.command("grad")
@@ -585,7 +640,7 @@ def grad_command(expr: str, wrt: list[str] | None, **kw: Any) -> None:
       gradcli grad "2*x**3+5*y**2+11*x+5" --at x=5,y=2       # 161.0 20.0
       gradcli grad "x*exp(y)" --wrt y,x --at x=1,y=0 --json
     """
-    sys.exit(_run("grad", [expr], wrt, **kw))
+    sys.exit(_run("grad", _expr_texts([expr], kw["points"]), wrt, **kw))
 
 
 @cli.command("hessian")
@@ -601,7 +656,7 @@ def hessian_command(expr: str, wrt: list[str] | None, **kw: Any) -> None:
       gradcli hessian "2*x**3+5*y**2+11*x*y+5" --at x=5,y=2  # 60.0 11.0 11.0 10.0
       gradcli hessian "sin(x*y)" --at x=1,y=2 --format table
     """
-    sys.exit(_run("hessian", [expr], wrt, **kw))
+    sys.exit(_run("hessian", _expr_texts([expr], kw["points"]), wrt, **kw))
 
 
 @cli.command("jacobian")
@@ -617,7 +672,7 @@ def jacobian_command(exprs: tuple[str, ...], wrt: list[str] | None, **kw: Any) -
       gradcli jacobian "x*y" "x+y" --at x=2,y=3               # 3.0 2.0 1.0 1.0
       gradcli jacobian "r*cos(t)" "r*sin(t)" --wrt r,t --at r=2,t=pi/3 --format table
     """
-    sys.exit(_run("jacobian", list(exprs), wrt, **kw))
+    sys.exit(_run("jacobian", _expr_texts(list(exprs), kw["points"]), wrt, **kw))
 
 
 @cli.command("taylor")
@@ -635,7 +690,7 @@ def taylor_command(expr: str, wrt: list[str], order: int, **kw: Any) -> None:
       gradcli taylor "1/(1+exp(-x))" --wrt x --order 200 --at x=0.3 --no-check
       gradcli taylor "exp(2*x)" --wrt x --order 300 --at x=1 --digits 50 --json
     """
-    sys.exit(_run("taylor", [expr], wrt, order=order, **kw))
+    sys.exit(_run("taylor", _expr_texts([expr], kw["points"]), wrt, order=order, **kw))
 
 
 # ---- the error boundary -----------------------------------------------------------------------------

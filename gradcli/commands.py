@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import mpmath
 import numpy as np
 
 from . import ops
+from .certify import Certificate, Group, Outcome, certify, estimate_flags, perturb
 from .check import CheckBatch, CheckResult, Oracle, TaylorChain, close, rel_err
 from .derive import (
     Prepared,
@@ -57,6 +59,7 @@ class Job:
     tol: float = 1e-8
     check_timeout: float = 5.0
     order: int = 0  # taylor
+    engine: str = "auto"  # d: auto, taylor or reverse (the Python API's engine=)
     oracles: dict[Any, Oracle | TaylorChain] = field(default_factory=dict)
 
     @property
@@ -91,6 +94,9 @@ class Chunk:
     values: dict[str, np.ndarray]
     size: int
     lines: tuple[int | None, ...]
+    #: the exact values behind ``values`` where the user typed constants (``--at x=pi/2``): sympy
+    #: numbers or ints, used by the ball engine so that a pole at pi/2 is seen as a pole
+    exact: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +109,7 @@ class Row:
     checks: list[CheckResult] | None
     extra: dict[str, Any] = field(default_factory=dict)
     error: NotFinite | None = None
+    certs: list[Certificate] | None = None  # one per entry, what the ball engine proved
 
     @property
     def check_ok(self) -> bool | None:
@@ -135,7 +142,7 @@ def _compute(job: Job, chunk: Chunk) -> tuple[np.ndarray, list[Any], dict[str, n
     extra: dict[str, np.ndarray] = {}
     if job.command == "d":
         prep = job.preps[0]
-        vals, fail = derivative_values(prep.graph, list(job.wrt), _only(prep, pts), bk, n)
+        vals, fail = derivative_values(prep.graph, list(job.wrt), _only(prep, pts), bk, n, job.engine)
         return vals, [(prep, fail)], extra
     if job.command == "grad":
         prep = job.preps[0]
@@ -177,6 +184,21 @@ class Block:
     bad: np.ndarray  # (P,) bool
     fails: list[Any]
     checks: list[CheckBatch] | None
+    #: rows the ball engine saw, one certificate per entry; the other rows passed the estimate
+    certs: dict[int, list[Certificate]] = field(default_factory=dict)
+
+    def certificates(self, i: int) -> list[Certificate]:
+        """Row ``i``'s certificates, one per entry."""
+        found = self.certs.get(i)
+        if found is not None:
+            return found
+        return [_ESTIMATE] * int(np.prod(self.values.shape[1:], dtype=int))
+
+    @property
+    def uncertified(self) -> list[int]:
+        """Rows with a value no ball could prove (exit 1), in order."""
+        return sorted(i for i, row in self.certs.items() if any(not c.ok for c in row) and not self.bad[i])
+    errors: dict[int, NotFinite] = field(default_factory=dict)  # rows the ball engine found undefined
 
     @property
     def check_failed(self) -> np.ndarray:
@@ -192,6 +214,8 @@ class Block:
 
         if not self.bad[i]:
             return None
+        if i in self.errors:
+            return self.errors[i]
         n = self.chunk.size
         culprits = [(p, f) for p, f in self.fails if np.broadcast_to(f.bad, (n,))[i]] or self.fails[:1]
         for prep, fail in culprits:
@@ -214,20 +238,138 @@ class Block:
             checks=checks,
             extra={k: _tolist(v[i]) for k, v in self.extra.items()},
             error=error,
+            certs=self.certificates(i) if error is None else None,
         )
 
 
+def groups(job: Job) -> list[Group]:
+    """What the ball engine computes for each entry, in the order of :func:`_entries` (row-major)."""
+    if job.command == "d":
+        wrt = list(job.wrt)
+        return [Group(job.preps[0].graph, {n: wrt.count(n) for n in dict.fromkeys(wrt)})]
+    if job.command == "grad":
+        return [Group(job.preps[0].graph, {w: 1}) for w in job.wrt]
+    if job.command == "jacobian":
+        return [Group(p.graph, {w: 1}) for p in job.preps for w in job.wrt]
+    if job.command == "hessian":
+        return [Group(job.preps[0].graph, {a: 2} if a == b else {a: 1, b: 1}) for a in job.wrt for b in job.wrt]
+    return [Group(job.preps[0].graph, {job.wrt[0]: job.order}, taylor=job.wrt[0])]
+
+
+_ESTIMATE = Certificate(True, method="estimate")
+#: Chunks up to this many rows put every row through the ball engine; larger ones (``--points``,
+#: arrays in the API) use the vectorised estimate, a sample, and balls for the flagged rows.
+DIRECT_ROWS = 64
+#: Unflagged rows certified by balls in every larger chunk, to test the estimate.
+SAMPLE_ROWS = 8
+
+
+def _shape(job: Job) -> tuple[int, ...]:
+    """One row's value shape: () for d, (n,) for grad and taylor, (m, n) for hessian and jacobian."""
+    k = len(job.wrt)
+    return {"d": (), "grad": (k,), "hessian": (k, k), "jacobian": (len(job.preps), k),
+            "taylor": (job.order + 1,)}[job.command]
+
+
+def _point(job: Job, chunk: Chunk, i: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in chunk.values.items():
+        if k in chunk.exact:
+            out[k] = chunk.exact[k]
+        else:
+            x = v[i]
+            out[k] = x if isinstance(x, (int, mpmath.mpf)) else float(x)
+    return out
+
+
+def _certify_rows(job: Job, chunk: Chunk, rows: Any, values: np.ndarray, certs: dict[int, list[Certificate]],
+                  outcomes: dict[int, list[Outcome]]) -> None:
+    """Put ``rows`` through the ball engine: their outcomes go to ``outcomes``, values and certificates
+    are updated in place."""
+    flat = values.reshape(chunk.size, -1)
+    for i in rows:
+        i = int(i)
+        pt = _point(job, chunk, i)
+        row: list[Outcome] = []
+        col = 0
+        for g in groups(job):
+            cands = None
+            if flat.dtype != object:
+                cands = [float(x) for x in flat[i, col : col + g.size]]
+            row.extend(certify(g, {k: v for k, v in pt.items() if k in g.graph.variables or k in g.counts},
+                               cands, tol=job.tol, digits=job.digits))
+            col += g.size
+        outcomes[i] = row
+        for e, out in enumerate(row):
+            flat[i, e] = out.value
+        certs[i] = [o.cert for o in row]
+
+
+def _errors(job: Job, chunk: Chunk, outcomes: dict[int, list[Outcome]]) -> dict[int, NotFinite]:
+    from .derive import describe_failure
+
+    errors: dict[int, NotFinite] = {}
+    for i, row in outcomes.items():
+        bad = next((o for o in row if o.error is not None), None)
+        if bad is None:
+            continue
+        g = groups(job)[0] if job.command != "jacobian" else None
+        graph = g.graph if g is not None else job.preps[min(row.index(bad) // max(len(job.wrt), 1),
+                                                             len(job.preps) - 1)].graph
+        errors[i] = describe_failure(graph, bad.error, bad.culprit, _only_point(job, chunk, i),
+                                     digits=job.digits is not None)
+    return errors
+
+
+def _only_point(job: Job, chunk: Chunk, i: int) -> dict[str, Any]:
+    return {k: v[i] for k, v in chunk.values.items()}
+
+
 def evaluate_block(job: Job, chunk: Chunk) -> Block:
-    """Evaluate one chunk of points with numpy: values, the rows that left the domain, and the check
-    (vectorised over the chunk: :meth:`~gradcli.check.Oracle.check_many`)."""
-    values, fails, extra = _compute(job, chunk)
+    """Evaluate one chunk of points: values (float64 engines, then certified by balls, or balls alone
+    with ``--digits``), the rows that left the domain, and the check (vectorised over the chunk:
+    :meth:`~gradcli.check.Oracle.check_many`)."""
     n = chunk.size
-    values = np.array(values)  # writable, whatever the engine returned (a broadcast view, say)
-    bad = ~finite_mask(values).reshape(n, -1).all(axis=1)
-    for _, fail in fails:
-        bad |= np.broadcast_to(np.asarray(fail.bad, dtype=bool), (n,))
+    balls_only = job.digits is not None or (n <= DIRECT_ROWS and job.engine == "auto")
+    if balls_only:
+        # a few points: the ball engine alone (it gives the double nearest the true value); float64's
+        # engines serve larger chunks, where balls only confirm them
+        values = np.empty((n, *_shape(job)), dtype=object if job.digits else np.float64)
+        values.fill(mpmath.mpf("nan") if job.digits else np.nan)
+        fails: list[Any] = [(job.preps[0], None)]
+        extra: dict[str, np.ndarray] = {}
+        bad = np.zeros(n, dtype=bool)
+        rows = range(n)
+    else:
+        raw, fails, extra = _compute(job, chunk)
+        values = np.array(raw)  # writable, whatever the engine returned (a broadcast view, say)
+        bad = ~finite_mask(values).reshape(n, -1).all(axis=1)
+        for _, fail in fails:
+            bad |= np.broadcast_to(np.asarray(fail.bad, dtype=bool), (n,))
+        if n <= DIRECT_ROWS:
+            rows = range(n)
+        else:
+            perturbed, _, _ = _compute(job, Chunk(perturb(chunk.values), n, chunk.lines))
+            flagged = estimate_flags(values, perturbed, job.tol) | bad
+            clean = np.flatnonzero(~flagged)
+            picks = np.linspace(0, clean.size - 1, min(SAMPLE_ROWS, clean.size)).astype(int)
+            sample = clean[picks] if clean.size else clean
+            rows = np.union1d(np.flatnonzero(flagged), sample)
+    certs: dict[int, list[Certificate]] = {}
+    outcomes: dict[int, list[Outcome]] = {}
+    _certify_rows(job, chunk, rows, values, certs, outcomes)
+    if not balls_only and n > DIRECT_ROWS:
+        missed = [i for i in sample if not all(c.ok and not c.replaced for c in certs[int(i)])]
+        if missed:  # the estimate let a wrong row through: certify every row of this chunk
+            _certify_rows(job, chunk, np.setdiff1d(np.arange(n), rows), values, certs, outcomes)
+    errors = _errors(job, chunk, outcomes)
+    bad = np.zeros(n, dtype=bool) if balls_only else bad
+    for i, row in outcomes.items():
+        bad[i] = any(o.error is not None for o in row)
+    if job.command == "taylor":
+        extra = {"coefficients": _coefficients(values, job.order)}
     if bad.any():
-        # a row outside the domain is still written, explicitly as nan (its message comes from `fails`)
+        # a row outside the domain is still written, explicitly as nan (its message comes from `errors`)
         nan = mpmath.mpf("nan") if values.dtype == object else np.nan
         values[bad] = nan
         extra = {k: np.array(v) for k, v in extra.items()}
@@ -242,7 +384,21 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
             pts = {k: v for k, v in chunk.values.items() if k in prep.variables or k in wrt}
             oracle = job.oracle(key, prep, wrt)
             checks.append(oracle.check_many(pts, flat[:, j], tol=job.tol, dps=dps, mask=~bad))
-    return Block(job, chunk, values, extra, bad, fails, checks)
+    return Block(job, chunk, values, extra, bad, fails, checks, certs, errors)
+
+
+def _coefficients(derivs: np.ndarray, order: int) -> np.ndarray:
+    """Taylor coefficients f^(k)/k! from the printed (certified) derivatives."""
+    out = np.array(derivs, copy=True)
+    for k in range(order + 1):
+        if out.dtype == object:
+            out[:, k] = [v / mpmath.factorial(k) for v in derivs[:, k]]
+        else:
+            with np.errstate(all="ignore"):
+                d = derivs[:, k]
+                big = np.sign(d) * np.exp(np.log(np.abs(d)) - math.lgamma(k + 1))
+                out[:, k] = np.where(d == 0, 0.0, big) if k > 170 else d / float(math.factorial(k))
+    return out
 
 
 def evaluate_chunk(job: Job, chunk: Chunk, deadline: float | None = None) -> Iterator[Row]:

@@ -30,6 +30,7 @@ __all__ = [
     "hessian_values",
     "taylor_values",
     "raise_not_finite",
+    "describe_failure",
     "check_work",
 ]
 
@@ -474,6 +475,25 @@ def raise_not_finite(
         raise NotFinite(f"the result or an intermediate value leaves float64's range{at}; "
                         "use --digits N for arbitrary precision")
     raise NotFinite(f"the result is not finite{at}")
+
+
+def describe_failure(graph: Graph, kind: str, culprit: int | None, point: dict[str, Any], *,
+                     digits: bool) -> NotFinite:
+    """The NotFinite for a value the ball engine found undefined (``kind`` "undefined" or "kink") or
+    beyond float64's range ("range")."""
+    where = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(point.items()))
+    at = f" at {where}" if where else ""
+    if kind == "range":
+        return NotFinite(f"the result exceeds float64's range{at}; use --digits N for arbitrary precision")
+    if culprit is not None and culprit >= 0:
+        node = graph.nodes[culprit]
+        fn = {"div": "division", "pow": "power"}.get(node.op, node.op)
+        if node.op == "pow" and dict(node.params).get("p") == sympy.Rational(1, 2):
+            fn = "sqrt"
+        return NotFinite(f"the result is not finite{at}: {fn} is undefined or not differentiable there")
+    if kind == "kink":
+        return NotFinite(f"the derivative does not exist{at}: abs, sign, min or max has a kink there")
+    return NotFinite(f"the result is not finite{at}")
 
 
 #: Primitives smooth on the whole real line: a non-finite value from finite inputs is an overflow.

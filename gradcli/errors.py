@@ -6,7 +6,7 @@ This module imports nothing from the CLI (no click, no rich): library code raise
 
 from __future__ import annotations
 
-__all__ = ["GradcliError", "InputError", "CheckMismatch", "NotFinite", "IOFault"]
+__all__ = ["GradcliError", "InputError", "CheckMismatch", "NotFinite", "IOFault", "Uncertified"]
 
 
 class GradcliError(Exception):
@@ -45,3 +45,10 @@ class IOFault(GradcliError):
     output's encoding cannot carry (exit 74, EX_IOERR from sysexits.h)."""
 
     exit_code = 74
+
+
+class Uncertified(GradcliError):
+    """No ball could prove the value within the tolerance (or the requested digits) at the precision
+    gradcli allows (exit 1): the message names the enclosure that was reached."""
+
+    exit_code = 1

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
 
+import flint as _flint
 import mpmath
 import numpy as np
 import sympy
@@ -702,6 +703,165 @@ def _vjp_atan2(T: Any, g: Any, out: Any, y: Any, x: Any) -> tuple[Any, ...]:
     return (g * x / r2, -(g * y) / r2)
 
 
+# ---- ball rules (python-flint arb_series: every coefficient a ball enclosing the true one) -----------
+# Used by gradcli.ball. Rules never test a ball for a sign they cannot prove: a ball around 0 (the
+# point sqrt(2) in abs(x^2 - 2)) gives nan or a wide ball, never a guessed branch.
+def _arb0(s: Any) -> Any:
+    c = s.coeffs()
+    return c[0] if c else _flint.arb(0)
+
+
+def _b_add(a: Any, b: Any) -> Any:
+    return a + b
+
+
+def _b_sub(a: Any, b: Any) -> Any:
+    return a - b
+
+
+def _b_neg(a: Any) -> Any:
+    return -a
+
+
+def _b_mul(a: Any, b: Any) -> Any:
+    return a * b
+
+
+def _b_div(a: Any, b: Any) -> Any:
+    return a / b  # FLINT refuses a denominator whose constant term may be 0 (the walk turns that into nan)
+
+
+def _b_native(method: str) -> Callable[[Any], Any]:
+    """FLINT's own series function (exp, log, sin, cos, tan, asin, acos, atan, erf, erfc, gamma, lgamma)."""
+    def rule(u: Any) -> Any:
+        return getattr(u, method)()
+
+    rule.__name__ = f"_b_{method}"
+    return rule
+
+
+def _b_nan_tail(u: Any, value: Any) -> Any:
+    """``value``, then no derivatives (a function defined at the point but not differentiable there)."""
+    n = u.prec
+    return _flint.arb_series([value] + [_flint.arb.nan()] * (n - 1), prec=n)
+
+
+def _b_pow(u: Any, p: Any) -> Any:
+    # x^p, p a constant: integer powers by FLINT's exact repeated products (x^3 at 0 stays exact);
+    # sqrt and 1/sqrt natively; other p as exp(p log x) for x > 0. sympy's x^p for x < 0 and
+    # fractional p is complex, so no real value (as in the float64 kernel).
+    p = sympy.nsimplify(p) if isinstance(p, float) else sympy.sympify(p)
+    if p.is_Integer:
+        e = int(p)
+        return u ** e if e >= 0 else 1 / (u ** (-e))
+    if p == sympy.Rational(1, 2):
+        return u.sqrt()
+    if p == sympy.Rational(-1, 2):
+        return u.rsqrt()
+    u0 = _arb0(u)
+    if u0 > 0:
+        from .ball import constant
+
+        return u ** constant(p)
+    if u0.is_zero() and p > 0:
+        return _b_nan_tail(u, _flint.arb(0))
+    return _flint.arb_series([_flint.arb.nan()] * u.prec, prec=u.prec)
+
+
+def _b_exps(u: Any) -> tuple[Any, Any]:
+    e = u.exp()
+    return e, 1 / e
+
+
+def _b_sinh(u: Any) -> Any:
+    e, r = _b_exps(u)
+    return (e - r) / 2
+
+
+def _b_cosh(u: Any) -> Any:
+    e, r = _b_exps(u)
+    return (e + r) / 2
+
+
+def _b_tanh(u: Any) -> Any:
+    # tanh = 1 - 2/(e^(2u) + 1): no overflow issue in arb, whose exponents are unbounded
+    return 1 - 2 / ((2 * u).exp() + 1)
+
+
+def _b_asinh(u: Any) -> Any:
+    # asinh = log(u + sqrt(u^2 + 1)), odd: evaluated where u + sqrt(...) does not cancel
+    if _arb0(u) < 0:
+        return -_b_asinh(-u)
+    return (u + (u * u + 1).sqrt()).log()
+
+
+def _b_acosh(u: Any) -> Any:
+    return (u + (u * u - 1).sqrt()).log()
+
+
+def _b_atanh(u: Any) -> Any:
+    return ((1 + u).log() - (1 - u).log()) / 2
+
+
+def _b_abs(u: Any) -> Any:
+    # |u| = sign(u0) u where u0 is provably nonzero. Where u0 = 0 exactly, the first nonzero coefficient
+    # u_m decides: m even, |u| = sign(u_m) u near the point (|x^2| = x^2); m odd, the two one-sided
+    # expansions are +u and -u, enclosed together by [-1, 1] u, so that orders below m stay exact
+    # (|x|^3 at 0 has first derivative 0) while the others are wide balls: "not differentiable". A
+    # ball around 0 that is not exactly 0 (|x^2 - 2| at sqrt(2)) gets the same enclosure.
+    u0 = _arb0(u)
+    if u0 > 0:
+        return u
+    if u0 < 0:
+        return -u
+    either = _flint.arb(0, 1)
+    if not u0.is_zero():
+        return u * either
+    for m, c in enumerate(u.coeffs()[1:], start=1):
+        if c.is_zero():
+            continue
+        if m % 2 == 0 and (c > 0 or c < 0):
+            return u * c.sgn()
+        return u * either
+    return u
+
+
+def _b_sign(u: Any) -> Any:
+    # constant +-1 away from 0; at 0, constant 0 only if u does not move (otherwise it jumps)
+    u0 = _arb0(u)
+    n = u.prec
+    if u0 > 0 or u0 < 0:
+        return _flint.arb_series([u0.sgn()], prec=n)
+    if u0.is_zero() and all(c.is_zero() for c in u.coeffs()[1:]):
+        return _flint.arb_series([], prec=n)
+    return _flint.arb_series([_flint.arb.nan()] * n, prec=n)
+
+
+def _b_atan2(y: Any, x: Any) -> Any:
+    # atan2(y0, x0) + atan((x0 y - y0 x)/(x0 x + y0 y)), as the float64 rule; no value on the branch
+    # cut (x0 <= 0, y0 = 0), where the angle jumps by 2 pi, nor at the origin
+    y0, x0 = _arb0(y), _arb0(x)
+    n = min(y.prec, x.prec)
+    if y0.contains(0) and not x0 > 0:
+        return _flint.arb_series([_flint.arb.nan()] * n, prec=n)
+    v = ((x0 * y - y0 * x) / (x0 * x + y0 * y)).atan()
+    return v - _arb0(v) + _flint.arb.atan2(y0, x0)
+
+
+def _b_polygamma(u: Any, n: int) -> Any:
+    # psi^(n)(u0 + t) = d^(n+1)/dt^(n+1) log Gamma(u0 + t), as (Gamma'/Gamma)^(n), composed with u - u0
+    from .ball import compose
+
+    def coeffs_at(u0: Any, terms: int) -> Any:
+        g = _flint.arb_series([u0, 1], prec=terms + n + 1).gamma()
+        psi = g.derivative() / g
+        for _ in range(n):
+            psi = psi.derivative()
+        return psi
+
+    return compose(coeffs_at)(u)
+
+
 # ---- the registry ------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Primitive:
@@ -716,81 +876,94 @@ class Primitive:
     taylor: Callable[..., np.ndarray] | None
     doc: str = ""
     params: tuple[str, ...] = field(default=())
+    #: the rule on ball series (python-flint ``arb_series``, see gradcli.ball): FLINT's native series
+    #: function where one exists, else the function's own rule on ball coefficients; None for shape
+    #: plumbing that never appears in a graph
+    ball: Callable[..., Any] | None = None
 
 
 def _p(
-    name: str, arity: int, sympy_cls: Any, f64: Any, mp: Any, vjp: Any, taylor: Any, doc: str, params: Any = ()
+    name: str, arity: int, sympy_cls: Any, f64: Any, mp: Any, vjp: Any, taylor: Any, doc: str, params: Any = (),
+    *, ball: Any,
 ) -> Primitive:
-    return Primitive(name, arity, sympy_cls, f64, mp, vjp, taylor, doc, tuple(params))
+    return Primitive(name, arity, sympy_cls, f64, mp, vjp, taylor, doc, tuple(params), ball)
 
 
 _mp = _mp_real
 _E: list[Primitive] = [
     # arithmetic
-    _p("add", 2, None, _np(np.add), _np(np.add), lambda T, g, o, a, b: (g, g), _t_add, "a + b"),
-    _p("sub", 2, None, _np(np.subtract), _np(np.subtract), lambda T, g, o, a, b: (g, -g), _t_sub, "a - b"),
-    _p("neg", 1, None, _np(np.negative), _np(np.negative), lambda T, g, o, a: (-g,), _t_neg, "-a"),
-    _p("mul", 2, None, _np(np.multiply), _np(np.multiply), lambda T, g, o, a, b: (g * b, g * a), _t_mul, "a * b"),
+    _p("add", 2, None, _np(np.add), _np(np.add), lambda T, g, o, a, b: (g, g), _t_add, "a + b", ball=_b_add),
+    _p("sub", 2, None, _np(np.subtract), _np(np.subtract), lambda T, g, o, a, b: (g, -g), _t_sub, "a - b", ball=_b_sub),
+    _p("neg", 1, None, _np(np.negative), _np(np.negative), lambda T, g, o, a: (-g,), _t_neg, "-a", ball=_b_neg),
+    _p("mul", 2, None, _np(np.multiply), _np(np.multiply), lambda T, g, o, a, b: (g * b, g * a), _t_mul, "a * b",
+       ball=_b_mul),
     # (a/b)' = (1/b, -a/b^2) = (1/b, -out/b)
     _p("div", 2, None, _np(np.divide), _mp(lambda a, b: a / b), lambda T, g, o, a, b: (g / b, -(g * o) / b),
-       _t_div, "a / b"),
+       _t_div, "a / b", ball=_b_div),
     # (x^p)' = p x^(p-1), p a constant
-    _p("pow", 1, None, _f64_pow, _mp(_mp_pow_scalar), _vjp_pow, _t_pow, "x ** p for a constant p", ("p",)),
+    _p("pow", 1, None, _f64_pow, _mp(_mp_pow_scalar), _vjp_pow, _t_pow, "x ** p for a constant p", ("p",), ball=_b_pow),
     # exp' = exp, reusing the output
-    _p("exp", 1, sympy.exp, _np(np.exp), _mp(mpmath.exp), lambda T, g, o, x: (g * o,), _t_exp, "exponential"),
+    _p("exp", 1, sympy.exp, _np(np.exp), _mp(mpmath.exp), lambda T, g, o, x: (g * o,), _t_exp, "exponential",
+       ball=_b_native("exp")),
     # log' = 1/x
-    _p("log", 1, sympy.log, _np(np.log), _mp(mpmath.log), lambda T, g, o, x: (g / x,), _t_log, "natural logarithm"),
-    _p("sin", 1, sympy.sin, _np(np.sin), _mp(mpmath.sin), lambda T, g, o, x: (g * T.cos(x),), _t_sin, "sine"),
-    _p("cos", 1, sympy.cos, _np(np.cos), _mp(mpmath.cos), lambda T, g, o, x: (-(g * T.sin(x)),), _t_cos, "cosine"),
+    _p("log", 1, sympy.log, _np(np.log), _mp(mpmath.log), lambda T, g, o, x: (g / x,), _t_log, "natural logarithm",
+       ball=_b_native("log")),
+    _p("sin", 1, sympy.sin, _np(np.sin), _mp(mpmath.sin), lambda T, g, o, x: (g * T.cos(x),), _t_sin, "sine",
+       ball=_b_native("sin")),
+    _p("cos", 1, sympy.cos, _np(np.cos), _mp(mpmath.cos), lambda T, g, o, x: (-(g * T.sin(x)),), _t_cos, "cosine",
+       ball=_b_native("cos")),
     # tan' = 1 + tan^2
     _p("tan", 1, sympy.tan, _np(np.tan), _mp(mpmath.tan), lambda T, g, o, x: (g * (o * o + 1.0),), _t_tan,
-       "tangent"),
+       "tangent", ball=_b_native("tan")),
     # asin' = (1-x^2)^(-1/2)
     _p("asin", 1, sympy.asin, _np(np.arcsin), _mp(mpmath.asin),
-       lambda T, g, o, x: (g * T.pow(1.0 - x * x, p=-0.5),), _t_asin, "inverse sine"),
+       lambda T, g, o, x: (g * T.pow(1.0 - x * x, p=-0.5),), _t_asin, "inverse sine", ball=_b_native("asin")),
     _p("acos", 1, sympy.acos, _np(np.arccos), _mp(mpmath.acos),
-       lambda T, g, o, x: (-(g * T.pow(1.0 - x * x, p=-0.5)),), _t_acos, "inverse cosine"),
+       lambda T, g, o, x: (-(g * T.pow(1.0 - x * x, p=-0.5)),), _t_acos, "inverse cosine", ball=_b_native("acos")),
     # atan' = 1/(1+x^2)
     _p("atan", 1, sympy.atan, _np(np.arctan), _mp(mpmath.atan), lambda T, g, o, x: (g / (x * x + 1.0),), _t_atan,
-       "inverse tangent"),
+       "inverse tangent", ball=_b_native("atan")),
     _p("atan2", 2, sympy.atan2, _f64_atan2, _mp(_mp_atan2), _vjp_atan2, _t_atan2,
-       "atan2(y, x): the angle of the point (x, y)"),
+       "atan2(y, x): the angle of the point (x, y)", ball=_b_atan2),
     _p("sinh", 1, sympy.sinh, _np(np.sinh), _mp(mpmath.sinh), lambda T, g, o, x: (g * T.cosh(x),), _t_sinh,
-       "hyperbolic sine"),
+       "hyperbolic sine", ball=_b_sinh),
     _p("cosh", 1, sympy.cosh, _np(np.cosh), _mp(mpmath.cosh), lambda T, g, o, x: (g * T.sinh(x),), _t_cosh,
-       "hyperbolic cosine"),
+       "hyperbolic cosine", ball=_b_cosh),
     # tanh' = 1 - tanh^2
     _p("tanh", 1, sympy.tanh, _np(np.tanh), _mp(mpmath.tanh), lambda T, g, o, x: (g * (1.0 - o * o),), _t_tanh,
-       "hyperbolic tangent"),
+       "hyperbolic tangent", ball=_b_tanh),
     # asinh' = (x^2+1)^(-1/2), acosh' = (x^2-1)^(-1/2), atanh' = 1/(1-x^2)
     _p("asinh", 1, sympy.asinh, _np(np.arcsinh), _mp(mpmath.asinh),
-       lambda T, g, o, x: (g * T.pow(x * x + 1.0, p=-0.5),), _t_asinh, "inverse hyperbolic sine"),
+       lambda T, g, o, x: (g * T.pow(x * x + 1.0, p=-0.5),), _t_asinh, "inverse hyperbolic sine", ball=_b_asinh),
     _p("acosh", 1, sympy.acosh, _np(np.arccosh), _mp(mpmath.acosh),
-       lambda T, g, o, x: (g * T.pow(x * x - 1.0, p=-0.5),), _t_acosh, "inverse hyperbolic cosine"),
+       lambda T, g, o, x: (g * T.pow(x * x - 1.0, p=-0.5),), _t_acosh, "inverse hyperbolic cosine", ball=_b_acosh),
     _p("atanh", 1, sympy.atanh, _np(np.arctanh), _mp(mpmath.atanh),
-       lambda T, g, o, x: (g / (1.0 - x * x),), _t_atanh, "inverse hyperbolic tangent"),
-    _p("abs", 1, sympy.Abs, _np(np.abs), _mp(mpmath.fabs), _vjp_abs, _t_abs, "absolute value"),
-    _p("sign", 1, sympy.sign, _np(_f64_sign), _mp(_mp_sign), _vjp_sign, _t_sign, "sign: -1, 0 or 1"),
+       lambda T, g, o, x: (g / (1.0 - x * x),), _t_atanh, "inverse hyperbolic tangent", ball=_b_atanh),
+    _p("abs", 1, sympy.Abs, _np(np.abs), _mp(mpmath.fabs), _vjp_abs, _t_abs, "absolute value", ball=_b_abs),
+    _p("sign", 1, sympy.sign, _np(_f64_sign), _mp(_mp_sign), _vjp_sign, _t_sign, "sign: -1, 0 or 1", ball=_b_sign),
     # erf' = 2/sqrt(pi) exp(-x^2), erfc = 1 - erf
     _p("erf", 1, sympy.erf, _f64_scalar(math.erf), _mp(mpmath.erf),
-       lambda T, g, o, x: (g * T.exp(-(x * x)) * _two_over_sqrt_pi(x),), _t_erf, "error function"),
+       lambda T, g, o, x: (g * T.exp(-(x * x)) * _two_over_sqrt_pi(x),), _t_erf, "error function",
+       ball=_b_native("erf")),
     _p("erfc", 1, sympy.erfc, _f64_scalar(math.erfc), _mp(mpmath.erfc),
        lambda T, g, o, x: (-(g * T.exp(-(x * x)) * _two_over_sqrt_pi(x)),), _t_erfc,
-       "complementary error function"),
+       "complementary error function", ball=_b_native("erfc")),
     # gamma' = gamma * digamma
     _p("gamma", 1, sympy.gamma, _f64_scalar(math.gamma), _mp(mpmath.gamma),
-       lambda T, g, o, x: (g * o * T.polygamma(x, n=0),), _t_gamma, "gamma function"),
+       lambda T, g, o, x: (g * o * T.polygamma(x, n=0),), _t_gamma, "gamma function", ball=_b_native("gamma")),
     # loggamma' = digamma (real for x > 0)
     _p("loggamma", 1, sympy.loggamma, _f64_scalar(_f64_loggamma), _mp(_mp_loggamma),
-       lambda T, g, o, x: (g * T.polygamma(x, n=0),), _t_loggamma, "log of the gamma function (x > 0)"),
+       lambda T, g, o, x: (g * T.polygamma(x, n=0),), _t_loggamma, "log of the gamma function (x > 0)",
+       ball=_b_native("lgamma")),
     # shape plumbing for broadcasting in the Tape API; each is the other's reverse rule
     _p("sum_to", 1, None, _sum_to, _sum_to, lambda T, g, o, x, shape: (T.broadcast_to(g, shape=x.shape),), None,
-       "sum down to a shape", ("shape",)),
+       "sum down to a shape", ("shape",), ball=None),
     _p("broadcast_to", 1, None, _broadcast_to, _broadcast_to, lambda T, g, o, x, shape: (T.sum_to(g, shape=x.shape),),
-       None, "broadcast up to a shape", ("shape",)),
+       None, "broadcast up to a shape", ("shape",), ball=None),
     # polygamma(n, x)' = polygamma(n+1, x); internal: it appears in derivatives of gamma/loggamma
     _p("polygamma", 1, sympy.polygamma, _f64_scalar(_f64_polygamma), _mp(_mp_polygamma),
-       lambda T, g, o, x, n: (g * T.polygamma(x, n=n + 1),), _t_polygamma, "polygamma(n, x)", ("n",)),
+       lambda T, g, o, x, n: (g * T.polygamma(x, n=n + 1),), _t_polygamma, "polygamma(n, x)", ("n",),
+       ball=_b_polygamma),
 ]
 
 REGISTRY: dict[str, Primitive] = {}

@@ -14,6 +14,7 @@ is a :class:`~gradcli.errors.NotFinite` (exit 3), as it would be at evaluation.
 from __future__ import annotations
 
 import ast
+import difflib
 import keyword
 import math
 import re
@@ -48,6 +49,15 @@ _TAKES_ROOTS = frozenset({"sqrt", "exp"})  # exp(log(8)/3) is 2: sympy factors 8
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9_]*|\*\*|//|\S")
 _ADDITIVE, _MULTIPLICATIVE = (ast.Add, ast.Sub), (ast.Mult, ast.Div)
+#: other spellings of registry functions: name -> (the function, a constant last argument or None);
+#: ``pow(a, b)`` is ``a**b`` (built as a power)
+_ALIASES: dict[str, tuple[str, int | None]] = {
+    "ln": ("log", None), "log10": ("log", 10), "log2": ("log", 2),
+    **{f"arc{f}": (f"a{f}", None) for f in ("sin", "cos", "tan", "sinh", "cosh", "tanh")},
+    "arctan2": ("atan2", None), "pow": ("pow", None),
+}  # fmt: skip
+#: a number written against a name, ``2x`` or ``3.5y`` (not an exponent such as ``1e-3``)
+_IMPLICIT = re.compile(r"(?<![A-Za-z0-9_.])([0-9]+(?:\.[0-9]*)?)(?![eE][+-]?[0-9])([A-Za-z_][A-Za-z0-9_]*)")
 _REFUSED = {
     ast.Attribute: "attribute access", ast.Subscript: "subscript", ast.Starred: "'*' unpacking",
     ast.Lambda: "lambda", ast.IfExp: "conditional expression", ast.Compare: "comparison",
@@ -342,6 +352,11 @@ class _Parser:
         if err.lineno and err.offset and 0 < err.lineno <= len(self.line_starts):
             column = self.to_text[self.index(err.lineno, err.offset - 1)] + 1
         token = _TOKEN.match(self.text, column - 1)
+        implicit = _IMPLICIT.search(self.text)
+        if implicit:  # 2x: Python says "invalid decimal literal"
+            number, name = implicit.groups()
+            return InputError(f"syntax error at column {implicit.start() + 1}: write {number}*{name} "
+                              f"for {number} times {name} (there is no implicit multiplication)")
         if message.startswith("invalid syntax"):
             message = f"unexpected '{token[0]}'" if token else "unexpected end of expression"
         return InputError(f"syntax error at column {column}: {message}")
@@ -409,10 +424,25 @@ class _Parser:
         """Allow ``f(a, ...)`` for a known f with positional arguments only, in f's arity."""
         known = ", ".join(sorted(FUNCTIONS))
         if not isinstance(node.func, ast.Name):
+            if not isinstance(node.func, (ast.Attribute, ast.Lambda)) and node.args and not node.keywords:
+                start = self.to_text[self.index(node.lineno, node.col_offset)]
+                args_at = self.to_text[self.index(node.args[0].lineno, node.args[0].col_offset)]
+                left = _show(self.text[start:args_at].rstrip("( \t\n"), 20)  # 2(x+1), (x+1)(x-1)
+                raise InputError(f"'{left}(' at column {self.column(node)} is not a call: write {left}*(...) "
+                                 "to multiply (there is no implicit multiplication)")
             self.check_node(node.func)  # an attribute or a lambda says so; anything else:
             raise InputError(f"call of a non-function at column {self.column(node)} (known functions: {known})")
         name, column = node.func.id, self.column(node)
+        if name in _ALIASES and name not in FUNCTIONS:
+            self.alias(node, name, column)
+            name = node.func.id
+            if name == "pow":
+                return list(node.args)
         if name not in FUNCTIONS:
+            close = difflib.get_close_matches(name, [*FUNCTIONS, *_ALIASES], n=3, cutoff=0.6)
+            if close:
+                names = " or ".join(f"{c}()" for c in close)
+                raise InputError(f"unknown function '{_show(name)}' at column {column}: did you mean {names}?")
             raise InputError(f"unknown function '{_show(name)}' at column {column} (known: {known})")
         for kw in node.keywords:
             what = f"keyword argument '{kw.arg}='" if kw.arg else "'**' unpacking"
@@ -425,6 +455,18 @@ class _Parser:
             span = str(fn.min_args) if fn.min_args == fn.max_args else f"{fn.min_args} to {fn.max_args}"
             raise InputError(f"{name}() at column {column} takes {span} argument(s), got {count}")
         return list(node.args)
+
+    def alias(self, node: ast.Call, name: str, column: int) -> None:
+        """Rewrite a call of an alias (``ln``, ``log10``, ``arcsin``, ``pow``...) into the registry's
+        function, in place: ``log10(x)`` becomes ``log(x, 10)``."""
+        target, base = _ALIASES[name]
+        want = 2 if name in ("pow", "arctan2") else 1
+        if len(node.args) != want or node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+            raise InputError(f"{name}() at column {column} takes {want} argument(s) (it is {target}"
+                             f"{', base ' + str(base) if base else ''}), got {len(node.args)}")
+        node.func.id = target
+        if base is not None:
+            node.args.append(ast.copy_location(ast.Constant(value=base), node))
 
     def segment(self, node: ast.AST) -> str:
         """The user's text of ``node``."""
@@ -510,6 +552,9 @@ class _Parser:
     def build_call(self, node: ast.Call) -> _Value:
         """Build ``f(args)`` from the registry's ``build``."""
         name, column = node.func.id, self.column(node)
+        if name == "pow":  # the alias pow(a, b): a**b
+            power = ast.BinOp(left=node.args[0], op=ast.Pow(), right=node.args[1])
+            return self.build_power(ast.copy_location(power, node))
         fn, args = FUNCTIONS[name], [self.build(arg) for arg in node.args]
         if name in _FACTORIAL_LIKE and any(a.expr.is_Rational and abs(a.expr) > MAX_GAMMA_ARG for a in args):
             raise InputError(

@@ -56,12 +56,16 @@ from . import ops
 from .commands import Chunk
 from .errors import InputError
 
-__all__ = ["PointsReader", "FIRST_CHUNK_BYTES", "MAX_CHUNK_BYTES"]
+__all__ = ["PointsReader", "FIRST_CHUNK_BYTES", "MAX_CHUNK_BYTES", "MAX_LINE_BYTES", "MAX_COLUMNS"]
 
 #: The first chunk reads at most this many bytes (about a hundred rows): output starts at once.
 FIRST_CHUNK_BYTES = 4096
 #: Chunks grow fourfold up to this many bytes of input (some 50,000 rows of two numbers).
 MAX_CHUNK_BYTES = 1 << 20
+#: A longer line (header or row) is an error naming it (exit 2): ``--points /dev/zero`` ends at once.
+MAX_LINE_BYTES = 1 << 20
+#: A header with more columns is an error (exit 2).
+MAX_COLUMNS = 10_000
 
 _JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 _BOM = b"\xef\xbb\xbf"
@@ -103,31 +107,64 @@ class PointsReader:
 
     # ---- bytes to lines -------------------------------------------------------------------------------
     def _blocks(self) -> Iterator[bytes]:
-        """Blocks of whole lines (the last may lack its newline), small at first, then growing."""
+        """Blocks of whole lines (the last may lack its newline), small at first, then growing.
+
+        Linear in the input: bytes are appended to one buffer and only new bytes are searched for a
+        newline, so a long line costs its length, not its length squared. A line longer than
+        :data:`MAX_LINE_BYTES` stops the reading with an error naming it (after every earlier block).
+        """
         read = getattr(self.stream, "read1", None) or self.stream.read
-        target, pending, first = FIRST_CHUNK_BYTES, b"", True
+        target, first = FIRST_CHUNK_BYTES, True
+        pending = bytearray()
+        end = 0  # just past the last newline in pending (0: none yet)
+        lines = 0  # newlines in the blocks yielded so far
+
+        def take(data: bytes) -> None:
+            nonlocal end
+            nl = data.rfind(b"\n")
+            if nl >= 0:
+                end = len(pending) + nl + 1
+            pending.extend(data)
+            self.bytes_read += len(data)
+
+        def emit(block: bytes) -> Iterator[bytes]:
+            """Yield ``block``, or its lines before the first one beyond the limit, then raise."""
+            nonlocal lines
+            long = _long_line(block)
+            if long is not None:
+                good = block[:long]
+                if good:
+                    lines += good.count(b"\n")
+                    yield good
+                raise self.error(lines + 1, f"the line is longer than {MAX_LINE_BYTES >> 20} MiB (the limit)")
+            lines += block.count(b"\n")
+            yield block
+
         while True:
             data = read(target)  # waits for some input, returns what is there
             eof = not data
             while data and len(pending) + len(data) < target and _ready(self.stream):
-                pending += data
-                self.bytes_read += len(data)
+                take(data)
                 data = read(target - len(pending))
                 eof = not data
-            pending += data
-            self.bytes_read += len(data)
-            cut = len(pending) if eof else pending.rfind(b"\n") + 1
+            take(data)
+            if len(pending) - end > MAX_LINE_BYTES:  # a line with no end in sight: stop reading it
+                yield from emit(bytes(pending))
+            cut = len(pending) if eof else end
             if cut and first:  # a whole first line: a byte-order mark, if any, is all there
                 first = False
                 if pending.startswith(_BOM):
-                    pending, cut = pending[len(_BOM):], cut - len(_BOM)
+                    del pending[: len(_BOM)]
+                    cut, end = cut - len(_BOM), max(end - len(_BOM), 0)
             if eof:
                 if pending:
-                    yield pending
+                    yield from emit(bytes(pending))
                 return
             if cut:
-                yield pending[:cut]
-                pending = pending[cut:]
+                block = bytes(pending[:cut])
+                del pending[:cut]
+                end = 0
+                yield from emit(block)
                 target = min(target * 4, MAX_CHUNK_BYTES)
 
     def __iter__(self) -> Iterator[Chunk]:
@@ -199,6 +236,10 @@ class _Parser:
         raise NotImplementedError
 
 
+def _show(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _describe(cell: str) -> str:
     return repr(cell if len(cell) <= 40 else cell[:37] + "...")
 
@@ -210,10 +251,24 @@ class _Csv(_Parser):
         super().__init__(reader)
         self.header: list[str] | None = None
         self.cols: dict[str, int] = {}  # needed variable -> its column in the file
+        self.sep: str | None = ","  # "," (CSV), "\t" (TSV) or None (columns separated by whitespace)
 
-    def _read_header(self, line: str, lineno: int) -> None:
-        cells = [c.strip() for c in (next(csv.reader([line])) if '"' in line else line.split(","))]
+    def split(self, line: str) -> list[str]:
+        """One line's cells (CSV quoting rules with ',' and tabs when the line has a double quote)."""
+        if self.sep is None:
+            return line.split()
+        if '"' in line:
+            return next(csv.reader([line], delimiter=self.sep))
+        return line.split(self.sep)
+
+    def _read_header(self, line: str, lineno: int) -> bool:
+        """Read the header row; False when the input has none (one column of numbers, EXPR of one
+        variable), so that this line is the first point."""
         r = self.r
+        self.sep = "\t" if "\t" in line else "," if "," in line else None if len(line.split()) > 1 else ","
+        cells = [c.strip() for c in self.split(line)]
+        if len(cells) > MAX_COLUMNS:
+            raise r.error(lineno, f"the header has {len(cells)} columns (at most {MAX_COLUMNS})")
         for c in cells:
             if not c:
                 raise r.error(lineno, "the CSV header has an empty column name (expected variable names: x,y)")
@@ -222,18 +277,36 @@ class _Csv(_Parser):
             except ValueError:
                 pass
             else:
+                only = self._only_variable()
+                if len(cells) == 1 and only is not None:  # a bare column of numbers: the only variable's
+                    self.header, self.cols = [only], {only: 0}
+                    return False
                 raise r.error(lineno, f"the CSV header must name the columns (x,y), but it holds the number {c}: "
-                                      "is the header row missing?")
-        dup = next((c for i, c in enumerate(cells) if c in cells[:i]), None)
-        if dup is not None:
-            raise r.error(lineno, f"the CSV header names the column '{dup}' twice")
-        missing = [v for v in r.needed if v not in cells and v not in r.defaults]
+                                      "is the header row missing? (a single column without one works when EXPR "
+                                      "has one variable)")
+        seen: set[str] = set()
+        for c in cells:
+            if c in seen:
+                raise r.error(lineno, f"the CSV header names the column '{_show(c)}' twice")
+            seen.add(c)
+        missing = [v for v in r.needed if v not in seen and v not in r.defaults]
         if missing:
             names = ", ".join(f"'{m}'" for m in missing)
-            raise r.error(lineno, f"the CSV header ({','.join(cells)}) has no column for {names}, "
+            shown = _show(",".join(cells), 80)
+            raise r.error(lineno, f"the CSV header ({shown}) has no column for {names}, "
                                   "and --at gives no value for it")
         self.header = cells
-        self.cols = {v: cells.index(v) for v in r.needed if v in cells}
+        position = {c: j for j, c in enumerate(cells)}
+        self.cols = {v: position[v] for v in r.needed if v in position}
+        return True
+
+    def _only_variable(self) -> str | None:
+        """The variable a headerless column holds: the only one needed, or the only one --at lacks."""
+        needed = self.r.needed
+        lacking = [v for v in needed if v not in self.r.defaults]
+        if len(needed) == 1:
+            return needed[0]
+        return lacking[0] if len(lacking) == 1 else None
 
     def feed(self, text: str, raw: bytes, line0: int) -> Iterator[Chunk]:
         if self.header is None:
@@ -243,9 +316,10 @@ class _Csv(_Parser):
                 end = len(text) if end < 0 else end
                 lineno += 1
                 line = text[pos:end].rstrip("\r")
-                pos = end + 1
+                start, pos = pos, end + 1
                 if line.strip():
-                    self._read_header(line, lineno)
+                    if not self._read_header(line, lineno):
+                        pos, lineno = start, lineno - 1  # no header: this line is data
                     break
             else:
                 return
@@ -266,6 +340,11 @@ class _Csv(_Parser):
         k = len(self.header or ())
         if b'"' in raw:
             return None
+        if self.sep != ",":  # TSV or whitespace: rewritten as CSV when that is exact
+            text = self._as_csv(text, k)
+            if text is None:
+                return None
+            raw = text.encode()
         b = np.frombuffer(raw, dtype=np.uint8)
         newlines = np.flatnonzero(b == 10)
         ends = newlines if raw.endswith(b"\n") else np.append(newlines, len(raw))
@@ -295,6 +374,18 @@ class _Csv(_Parser):
                 return None
         return columns, n
 
+    def _as_csv(self, text: str, k: int) -> str | None:
+        """TSV or whitespace-separated text as CSV, or None (the line-by-line path then looks)."""
+        if self.sep == "\t":
+            return None if "," in text else text.replace("\t", ",")
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        rows = [line.split() for line in lines]
+        if any(len(row) != k for row in rows):
+            return None
+        return "\n".join(",".join(row) for row in rows) + ("\n" if text.endswith("\n") else "")
+
     def _slow(self, text: str, line0: int) -> Iterator[Chunk]:
         r, k = self.r, len(self.header or ())
         columns: dict[str, list[Any]] = {v: [] for v in self.cols}
@@ -305,10 +396,10 @@ class _Csv(_Parser):
             if not line.strip():
                 continue
             lineno = line0 + offset
-            cells = next(csv.reader([line])) if '"' in line else line.split(",")
+            cells = self.split(line)
             if len(cells) != k:
                 failure = r.error(lineno, f"this row has {len(cells)} cells but the header has {k} "
-                                          f"({','.join(self.header or ())})")
+                                          f"({_show(','.join(self.header or ()), 80)})")
                 break
             row: dict[str, Any] = {}
             for v, j in self.cols.items():
@@ -451,6 +542,17 @@ def _full(n: int, value: Any, bk: ops.Backend) -> np.ndarray:
         out[:] = [value] * n
         return out
     return np.full(n, float(value))
+
+
+def _long_line(block: bytes) -> int | None:
+    """The offset where the first line longer than MAX_LINE_BYTES starts in ``block``, or None."""
+    if len(block) <= MAX_LINE_BYTES:
+        return None
+    newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.concatenate((newlines, [len(block)]))
+    long = np.flatnonzero(ends - starts > MAX_LINE_BYTES)
+    return int(starts[long[0]]) if len(long) else None
 
 
 def _regular_size(stream: Any) -> int | None:

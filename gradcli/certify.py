@@ -1,0 +1,379 @@
+"""Certification: every value gradcli prints is enclosed by ball arithmetic (python-flint's arb).
+
+The stage between the engines and the check. For each printed value it runs the ball engine
+(:mod:`gradcli.ball`) at rising precision until a ball around the true derivative shows
+
+* in float64 mode, that the printed value is within ``tol`` of the true one: float64's own value when
+  it passes, otherwise the float64 nearest the ball's midpoint (``replaced``: float64 lost digits);
+* with ``--digits N``, that both ends of the ball round to the same N significant digits, so that
+  every printed digit is correct (the value is correctly rounded).
+
+The rule for ``tol`` is ``|printed - true| <= tol * max(|true|, SMALL)``: relative, with an absolute
+floor of ``tol * 1e-12`` for values within 1e-12 of zero (where a relative error means nothing). With
+``--digits N`` a ball within 10^-(N+12) of zero prints as 0.
+
+Precision starts at ``64 + 3 k / 4`` bits for order k (cancellation in Taylor coefficients costs about
+half a bit per order) plus the digits asked for, and doubles up to :data:`MAX_DOUBLINGS` times. The
+schedule is fixed, so the verdict never depends on how busy the machine is. A ball that stays
+non-finite (a pole, kink or branch cut at or within the ball of the point, or a point outside the
+domain) is a :class:`~gradcli.errors.NotFinite`; a finite ball that cannot be tightened enough is
+reported with its enclosure (exit 1), or as "not differentiable" where a kink made it wide.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import mpmath
+from flint import arb
+
+from . import ball
+from .graph import Graph
+
+__all__ = ["Certificate", "Outcome", "Group", "certify", "SMALL", "MAX_DOUBLINGS"]
+
+#: Values within this of zero compare absolutely (the same rule as ``check.close``).
+SMALL = 1e-12
+#: How many times the precision may double after the first run (bits x 32 at most).
+MAX_DOUBLINGS = 5
+#: A non-finite ball gets this many doublings before it is a verdict (a pole at pi/2 stays one).
+NONFINITE_DOUBLINGS = 2
+_FLOAT_MAX = arb(sys.float_info.max)
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """What the ball engine proved about one printed value.
+
+    ``ok`` is True when a ball encloses the true derivative and shows the printed value within
+    ``--tol`` (or every one of the ``--digits`` printed digits correct). ``method`` is ``"ball"`` when
+    this row went through the ball engine, ``"estimate"`` when a ``--points`` row passed the vectorised
+    error estimate and was not sampled for a ball. ``replaced`` is True when float64's value was not
+    confirmed and the printed value is the float64 nearest the ball's midpoint.
+    """
+
+    ok: bool
+    method: str = "ball"
+    bits: int | None = None
+    radius: float | None = None
+    mid: Any = None
+    replaced: bool = False
+    reason: str | None = None  # why ok is False (the enclosure, or why none could be had)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One entry's result: the value to print, its certificate, or why no value exists."""
+
+    value: Any
+    cert: Certificate
+    error: str | None = None  # NotFinite message: undefined, not differentiable, or beyond float64
+    culprit: int | None = None  # the graph node that failed, when known
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Entries one ball computation gives together: one derivative (``counts``), or every order of a
+    Taylor expansion (``taylor`` = the variable; entries are orders 0..order)."""
+
+    graph: Graph
+    counts: dict[str, int]
+    taylor: str | None = None
+
+    @property
+    def order(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def size(self) -> int:
+        return self.order + 1 if self.taylor else 1
+
+    def balls(self, point: dict[str, arb]) -> tuple[list[arb], int | None, int | None, list[list[arb]]]:
+        """The entries as balls at the working precision, the failing node, whether a kink was met, and
+        (with a kink) per entry the coefficients it needs (see :class:`~gradcli.ball.Enclosure`)."""
+        if self.taylor is not None:
+            enc = ball.univariate(self.graph, self.taylor, self.order, point)
+            out, f = [], arb(1)
+            coeffs = [ball.coeff(enc.value, k) for k in range(self.order + 1)]
+            for k in range(self.order + 1):
+                if k:
+                    f *= k
+                out.append(coeffs[k] * f)
+            return out, enc.culprit, enc.kink, [coeffs[: k + 1] for k in range(self.order + 1)]
+        enc = ball.derivative(self.graph, self.counts, point)
+        return [enc.value], enc.culprit, enc.kink, [list(enc.lower)]
+
+
+#: Ball work is about (operations) x (series length) x (bits); FLINT does ~1e9 of it in one to two
+#: seconds. A computation whose first precision is beyond MAX_WORK is refused (exit 2); the precision
+#: stops doubling at RAISED_WORK (and the value is reported as uncertified, exit 1).
+MAX_WORK = 2 * 10**9
+RAISED_WORK = 16 * 10**9
+#: arb's gamma family at thousands of digits takes seconds per point (10 s at 10,000 digits).
+MAX_DIGITS_GAMMA = 1000
+
+
+def _work(group: Group, bits: int) -> int:
+    nops = max(1, sum(1 for node in group.graph.nodes if node.op not in ("var", "const")))
+    dims = [c + 1 for c in group.counts.values()]
+    length = math.prod(2 * d - 1 for d in dims[:-1]) * dims[-1] if len(dims) > 1 else group.order + 1
+    return nops * length * max(1, len(dims)) * bits
+
+
+def check_work(group: Group, digits: int | None) -> None:
+    """Refuse (exit 2) what the ball engine could not finish in seconds."""
+    from .errors import InputError
+
+    if digits and digits > MAX_DIGITS_GAMMA:
+        slow = sorted({node.op for node in group.graph.nodes if node.op in ("gamma", "loggamma", "polygamma")})
+        if slow:
+            raise InputError(f"--digits above {MAX_DIGITS_GAMMA} is not supported for {', '.join(slow)} "
+                             "(seconds per point in ball arithmetic)")
+    if _work(group, _start_bits(group.order, digits)) > MAX_WORK:
+        what = f"order {group.order}" + (f" with {digits} digits" if digits else "")
+        raise InputError(f"{what} exceeds the limit for this expression in ball arithmetic; lower the order"
+                         + (" or --digits" if digits else ""))
+
+
+def _start_bits(order: int, digits: int | None) -> int:
+    bits = 64 + (3 * order) // 4
+    if digits:
+        bits += math.ceil(digits * 3.33) + 16
+    return bits
+
+
+def certify(group: Group, point: dict[str, Any], candidates: Sequence[Any] | None, *, tol: float,
+            digits: int | None = None) -> list[Outcome]:
+    """Certify one group of entries at one point.
+
+    Args:
+        group: what to compute.
+        point: variable values, exact where the user typed exact constants (sympy numbers, ints) or
+            float64 numbers (exact binary fractions).
+        candidates: float64's values (None: no float64 value, e.g. with ``digits``).
+        tol: the relative tolerance (float64 mode).
+        digits: print this many correct significant digits instead.
+
+    Returns:
+        One :class:`Outcome` per entry.
+    """
+    check_work(group, digits)
+    n = group.size
+    cands = list(candidates) if candidates is not None else [None] * n
+    done: list[Outcome | None] = [None] * n
+    bits = _start_bits(group.order, digits)
+    nonfinite = 0
+    prev: list[list[float]] | None = None  # with a kink: the needed coefficients' radii one precision lower
+    last: list[arb] = []
+    culprit: int | None = None
+    kink: int | None = None
+    for _ in range(MAX_DOUBLINGS + 1 + NONFINITE_DOUBLINGS):
+        with ball.precision(bits, group.order + 1):
+            pt = {k: ball.constant(v) for k, v in point.items()}
+            balls, culprit, kink, needed = group.balls(pt)
+        last = balls
+        if culprit is not None or not all(b.is_finite() for b in balls):
+            nonfinite += 1
+            if nonfinite > NONFINITE_DOUBLINGS:
+                break
+            bits *= 2
+            continue
+        if kink is not None:
+            # A derivative exists at a kink only if both one-sided expansions agree up to its order: the
+            # enclosure of both then narrows with the precision; a kink keeps it wide. Decide from two
+            # precisions whether every coefficient the entry needs narrows.
+            radii = [[float(c.rad()) for c in cs] for cs in needed]
+            if prev is None:
+                prev = radii
+                bits *= 2
+                continue
+            for i in range(n):
+                narrows = all(r == 0 or r <= p * 2.0 ** (-bits / 8) for r, p in zip(radii[i], prev[i]))
+                if done[i] is None and not narrows:
+                    done[i] = _kink(balls[i], bits, kink)
+            prev = radii
+        for i, b in enumerate(balls):
+            if done[i] is None:
+                done[i] = _verdict(b, cands[i], tol, digits, bits)
+        if all(d is not None for d in done):
+            return [d for d in done if d is not None]
+        if _work(group, 2 * bits) > RAISED_WORK:
+            break
+        bits *= 2
+    out = []
+    for i in range(n):
+        if done[i] is not None:
+            out.append(done[i])
+            continue
+        b = last[i] if i < len(last) else arb.nan()
+        if culprit is not None or not b.is_finite():
+            out.append(Outcome(math.nan, Certificate(False, bits=bits, reason="no finite enclosure"),
+                               error="undefined", culprit=culprit))
+        elif kink is not None:
+            out.append(_kink(b, bits, kink))
+        else:
+            c = cands[i]
+            out.append(Outcome(c if c is not None else _mid(b, digits),
+                               Certificate(False, bits=bits, radius=_rad(b), mid=_mid(b, digits),
+                                           reason=f"the enclosure {b.str(12, radius=True)} at {bits} bits does "
+                                                  "not prove the value within the tolerance")))
+    return out
+
+
+def _kink(b: arb, bits: int, culprit: int | None) -> Outcome:
+    return Outcome(math.nan, Certificate(False, bits=bits, radius=_rad(b), reason="not differentiable (a kink)"),
+                   error="kink", culprit=culprit)
+
+
+def _rad(b: arb) -> float:
+    return float(b.rad())
+
+
+def _mid(b: arb, digits: int | None) -> Any:
+    if digits:
+        with mpmath.workdps(digits + 10):
+            man, exp = b.mid().man_exp()
+            return mpmath.ldexp(mpmath.mpf(int(man)), int(exp))
+    return float(b.mid())
+
+
+def _verdict(b: arb, candidate: Any, tol: float, digits: int | None, bits: int) -> Outcome | None:
+    """The outcome this ball proves, or None when it is too wide."""
+    if digits:
+        text = decimal(b, digits)
+        if text is None:
+            return None
+        with mpmath.workdps(digits + 10):
+            value = _mpf(text)
+        return Outcome(value, Certificate(True, bits=bits, radius=_rad(b), mid=_mid(b, digits)))
+    if b.abs_lower() > _FLOAT_MAX:
+        return Outcome(math.inf, Certificate(True, bits=bits, radius=_rad(b), mid=float(b.mid())),
+                       error="range")
+    scale = max(float(b.abs_lower()), SMALL)
+
+    def within(v: float) -> bool:
+        return float((b - arb(v)).abs_upper()) <= tol * scale
+
+    cert = Certificate(True, bits=bits, radius=_rad(b), mid=float(b.mid()))
+    if candidate is None or math.isnan(candidate):  # no float64 value to confirm: the ball's own
+        candidate, missing = None, True
+    else:
+        missing = False
+    ok = missing or math.isfinite(candidate) and within(float(candidate))
+    nearest = _nearest_double(b)
+    if nearest is not None and (ok or within(nearest)):
+        # the ball pins the true value's nearest double: print it (exp's 10th derivative at 0 is 1.0,
+        # not float64's 0.9999999999999997); "replaced" only when float64 missed the tolerance
+        return Outcome(nearest, cert if ok else Certificate(True, bits=bits, radius=cert.radius, mid=cert.mid,
+                                                            replaced=True))
+    if ok and not missing:
+        return Outcome(float(candidate), cert)
+    replaced = cert if missing else Certificate(True, bits=bits, radius=cert.radius, mid=cert.mid, replaced=True)
+    if b.contains(0) and within(0.0):
+        return Outcome(0.0, replaced)
+    m = float(b.mid())
+    if math.isfinite(m) and within(m):
+        return Outcome(m, replaced)
+    return None
+
+
+def _fraction(x: arb) -> Fraction:
+    """An exact ball (a midpoint or a radius) as a fraction."""
+    man, exp = x.man_exp()
+    return Fraction(int(man)) * (Fraction(2) ** int(exp))
+
+
+def _ends(b: arb) -> tuple[Fraction, Fraction]:
+    """The ball's ends exactly (arb's lower() and upper() round outward at the working precision)."""
+    m, r = _fraction(b.mid()), _fraction(b.rad())
+    return m - r, m + r
+
+
+def _nearest_double(b: arb) -> float | None:
+    """The double nearest the true value, when both ends of the ball round to it (else None)."""
+    if b.rad() > abs(b.mid()) * arb(2) ** -40:  # too wide to pin a double: skip the exact conversions
+        return None
+    try:
+        lo, hi = (float(x) for x in _ends(b))  # Fraction -> float is correctly rounded
+    except OverflowError:
+        return None
+    return lo if lo == hi else None
+
+
+def decimal(b: arb, n: int) -> str | None:
+    """The ball's value to ``n`` significant digits, correctly rounded, or None when its ends round
+    differently (more precision needed). A ball within 10^-(n+12) of zero gives "0"."""
+    if b.is_zero():
+        return "0"
+    if b.contains(0):
+        return "0" if b.rad() < arb(10) ** (-(n + 12)) else None
+    lo, hi = (_round(x, n) for x in _ends(b))
+    return lo if lo == hi else None
+
+
+def _round(f: Fraction, n: int) -> str:
+    sign = "-" if f < 0 else ""
+    f = abs(f)
+    e10 = int((f.numerator.bit_length() - f.denominator.bit_length()) * 0.30102999566398120)
+    while f >= Fraction(10) ** (e10 + 1):
+        e10 += 1
+    while f < Fraction(10) ** e10:
+        e10 -= 1
+    r = round(f * Fraction(10) ** (n - 1 - e10))
+    if r >= 10**n:
+        r //= 10
+        e10 += 1
+    s = _digits(r)
+    return f"{sign}{s[0]}.{s[1:]}e{e10}" if n > 1 else f"{sign}{s}e{e10}"
+
+
+def _mpf(text: str) -> Any:
+    """A decimal from :func:`decimal` as an mpf at the working precision, without str -> int (Python
+    refuses decimal strings beyond 4300 digits)."""
+    if text == "0":
+        return mpmath.mpf(0)
+    mant, exp = text.split("e")
+    sign = -1 if mant.startswith("-") else 1
+    digits = mant.lstrip("-").replace(".", "")
+    r = 0
+    for i in range(0, len(digits), 1000):
+        part = digits[i : i + 1000]
+        r = r * 10 ** len(part) + int(part)
+    return sign * mpmath.mpf(r) * mpmath.mpf(10) ** (int(exp) - len(digits) + 1)
+
+
+def _digits(r: int) -> str:
+    """str(r) for any size (Python refuses int-to-decimal conversions beyond 4300 digits)."""
+    if r < 10**4000:
+        return str(r)
+    hi, lo = divmod(r, 10**4000)
+    return _digits(hi) + _digits(lo).rjust(4000, "0")
+
+
+def estimate_flags(values: Any, perturbed: Any, tol: float) -> Any:
+    """Rows whose float64 values may be off: a run at the point moved by a few ulps changes them by more
+    than a small fraction of ``tol`` (rounding errors amplified by cancellation change with the
+    rounding, which the move reshuffles), or either run is not finite."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64).reshape(values.shape[0], -1)
+    p = np.asarray(perturbed, dtype=np.float64).reshape(values.shape[0], -1)
+    with np.errstate(all="ignore"):
+        scale = np.maximum(np.abs(v), SMALL)
+        off = ~(np.abs(p - v) <= (tol / 64) * scale)
+    return off.any(axis=1)
+
+
+def perturb(values: dict[str, Any]) -> dict[str, Any]:
+    """The point moved by about four ulps in every coordinate (0 stays 0)."""
+    import numpy as np
+
+    return {k: np.asarray(v, dtype=np.float64) * (1 + 2.0**-50) for k, v in values.items()}
+
+
+Point = Callable[[int], dict[str, Any]]
