@@ -53,10 +53,11 @@ def single_point(repeat: int) -> dict[str, float]:
     out: dict[str, float] = {}
     for k in (100, 1000):
         pts, n = point_arrays(at, ops.F64)
-        out[f"float64 k={k}"] = _median_ms(lambda: derivative_values(prep.graph, ["x"] * k, pts, ops.F64, n), repeat)
+        out[f"float64 k={k}"] = _median_ms(
+            lambda k=k, pts=pts, n=n: derivative_values(prep.graph, ["x"] * k, pts, ops.F64, n), repeat)
         job = Job("d", (prep,), ("x",) * k, ops.F64, check=False)
         chunk = Chunk(pts, n, (None,), exact=dict(at))
-        out[f"certified k={k}"] = _median_ms(lambda: evaluate_block(job, chunk), repeat)
+        out[f"certified k={k}"] = _median_ms(lambda job=job, chunk=chunk: evaluate_block(job, chunk), repeat)
         block = evaluate_block(job, chunk)
         out[f"value k={k}"] = float(block.values[0])
         out[f"bits k={k}"] = block.certs[0][0].bits

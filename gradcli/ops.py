@@ -728,13 +728,30 @@ def _b_mul(a: Any, b: Any) -> Any:
 
 
 def _b_div(a: Any, b: Any) -> Any:
-    return a / b  # FLINT refuses a denominator whose constant term may be 0 (the walk turns that into nan)
+    if _arb0(b).contains(0):  # FLINT divides 0 by t; a quotient is undefined where its denominator is 0
+        return _flint.arb_series([_flint.arb.nan()] * min(a.prec, b.prec), prec=min(a.prec, b.prec))
+    return a / b
 
 
 def _b_native(method: str) -> Callable[[Any], Any]:
     """FLINT's own series function (exp, log, sin, cos, tan, asin, acos, atan, erf, erfc, gamma, lgamma)."""
     def rule(u: Any) -> Any:
         return getattr(u, method)()
+
+    rule.__name__ = f"_b_{method}"
+    return rule
+
+
+def _b_inside(method: str, inside: Callable[[Any], bool]) -> Callable[[Any], Any]:
+    """A native series function that has no derivatives on the edge of its domain (asin and acos at
+    +-1, acosh at 1): a moving argument must be provably inside, since a truncated series that happens
+    to be constant there (1 - x^2 y^2 by d^2/dx dy at 0) says nothing about the terms cut off."""
+    native = _b_native(method)
+
+    def rule(u: Any) -> Any:
+        if u.prec > 1 and not inside(_arb0(u)):
+            return _b_nan_tail(u, getattr(_arb0(u), method)())
+        return native(u)
 
     rule.__name__ = f"_b_{method}"
     return rule
@@ -754,17 +771,17 @@ def _b_pow(u: Any, p: Any) -> Any:
     if p.is_Integer:
         e = int(p)
         return u ** e if e >= 0 else 1 / (u ** (-e))
+    u0 = _arb0(u)
+    if u0.is_zero() and p > 0:  # x^p at 0: the value 0, and no two-sided derivatives
+        return _b_nan_tail(u, _flint.arb(0))
     if p == sympy.Rational(1, 2):
         return u.sqrt()
     if p == sympy.Rational(-1, 2):
         return u.rsqrt()
-    u0 = _arb0(u)
     if u0 > 0:
         from .ball import constant
 
         return u ** constant(p)
-    if u0.is_zero() and p > 0:
-        return _b_nan_tail(u, _flint.arb(0))
     return _flint.arb_series([_flint.arb.nan()] * u.prec, prec=u.prec)
 
 
@@ -796,6 +813,8 @@ def _b_asinh(u: Any) -> Any:
 
 
 def _b_acosh(u: Any) -> Any:
+    if u.prec > 1 and not _arb0(u) > 1:  # no derivatives at 1, where acosh' = 1/sqrt(u^2 - 1) is infinite
+        return _b_nan_tail(u, _arb0(u).acosh())
     return (u + (u * u - 1).sqrt()).log()
 
 
@@ -917,9 +936,9 @@ _E: list[Primitive] = [
        "tangent", ball=_b_native("tan")),
     # asin' = (1-x^2)^(-1/2)
     _p("asin", 1, sympy.asin, _np(np.arcsin), _mp(mpmath.asin),
-       lambda T, g, o, x: (g * T.pow(1.0 - x * x, p=-0.5),), _t_asin, "inverse sine", ball=_b_native("asin")),
+       lambda T, g, o, x: (g * T.pow(1.0 - x * x, p=-0.5),), _t_asin, "inverse sine", ball=_b_inside("asin", lambda u0: abs(u0) < 1)),
     _p("acos", 1, sympy.acos, _np(np.arccos), _mp(mpmath.acos),
-       lambda T, g, o, x: (-(g * T.pow(1.0 - x * x, p=-0.5)),), _t_acos, "inverse cosine", ball=_b_native("acos")),
+       lambda T, g, o, x: (-(g * T.pow(1.0 - x * x, p=-0.5)),), _t_acos, "inverse cosine", ball=_b_inside("acos", lambda u0: abs(u0) < 1)),
     # atan' = 1/(1+x^2)
     _p("atan", 1, sympy.atan, _np(np.arctan), _mp(mpmath.atan), lambda T, g, o, x: (g / (x * x + 1.0),), _t_atan,
        "inverse tangent", ball=_b_native("atan")),

@@ -273,10 +273,15 @@ def _edges(node: sympy.Basic) -> list[tuple[sympy.Expr, tuple[int, ...]]]:
 def _rough(expr: sympy.Expr, point: dict[str, float]) -> bool:
     """True when some subexpression sits exactly where its function is not smooth at ``point``: abs or
     sign at 0, a min/max tie, asin/acos at +-1, sqrt or another fractional power at 0, atan2 at the
-    origin. There the engines may refuse (exit 3) although the composite has a derivative (acos(max(x,
+    origin or on its branch cut. There the engines may refuse (exit 3) although the composite has a derivative (acos(max(x,
     1)) at x = 0): a truncated Taylor series cannot tell a constant argument from one that moves at an
     order beyond the truncation (1 - x^4 under acos), so refusing is the safe answer."""
     for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.atan2) and node.args[0].free_symbols:
+            # on the branch cut (y = 0, x <= 0) the angle jumps by 2 pi as y changes sign
+            vy, vx = _at(node.args[0], point, dps=40), _at(node.args[1], point, dps=40)
+            if vy is not None and vx is not None and abs(vy) < 1e-25 and vx <= 1e-25:
+                return True
         for arg, edges in _edges(node):
             if not arg.free_symbols:
                 continue  # a constant argument does not move: no edge effect
@@ -562,16 +567,23 @@ def test_a_truncated_series_that_looks_constant_is_not_taken_as_one(engine):
         gradcli.derivative("acos(1 - x**2*y**2)", wrt="x,y", at={"x": 0, "y": 0}, engine=engine)
 
 
-def test_a_high_order_whose_coefficients_leave_float64_is_refused_not_zero():
-    # d^2000/dx^2000 sin(x) = sin(x): the coefficients sin/k! underflow for any step that keeps the
-    # lower ones finite, and the result used to come out as 0.0; now exit 3 suggesting --digits
-    with pytest.raises(NotFinite, match="--digits"):
-        gradcli.derivative("sin(x)", wrt="x:2000", at={"x": 0.3})
+def test_a_high_order_whose_float64_coefficients_underflow_is_answered_by_the_ball_engine():
+    # d^2000/dx^2000 sin(x) = sin(x): float64's coefficients sin/k! underflow for any step that keeps
+    # the lower ones finite (it used to print 0.0, then refused); balls have no exponent range
+    assert close(gradcli.derivative("sin(x)", wrt="x:2000", at={"x": 0.3}), mpmath.sin(mpmath.mpf(0.3)), 1e-15)
     value = gradcli.derivative("sin(x)", wrt="x:2000", at={"x": 0.3}, digits=20)
-    assert close(value, mpmath.sin(mpmath.mpf(0.3)), 1e-18)
+    assert close(value, mpmath.sin(mpmath.mpf(0.3)), 1e-19)
 
 
-def test_a_mixed_partial_beyond_float64_factorials_is_refused_not_an_internal_error():
-    # prod(n_i!) = 171! is not a float64: this raised OverflowError (exit 70)
+def test_a_mixed_partial_beyond_float64_factorials_is_answered_not_an_internal_error():
+    # prod(n_i!) = 171! is not a float64: this raised OverflowError (exit 70), later exit 3; the ball
+    # engine's coefficients have no exponent range
+    value = gradcli.derivative("exp(x+y)", wrt="x:171,y:1", at={"x": 0.3, "y": 0.3})
+    assert close(value, mpmath.exp(mpmath.mpf(0.6)), 1e-15)
+
+
+def test_a_derivative_beyond_float64s_range_is_refused_suggesting_digits():
     with pytest.raises(NotFinite, match="--digits"):
-        gradcli.derivative("exp(x+y)", wrt="x:171,y:1", at={"x": 0.3, "y": 0.3})
+        gradcli.derivative("exp(3*x)", wrt="x:700", at={"x": 0})
+    value = gradcli.derivative("exp(3*x)", wrt="x:700", at={"x": 0}, digits=20)
+    assert close(value, mpmath.mpf(3) ** 700, 1e-19)
