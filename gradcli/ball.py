@@ -138,7 +138,8 @@ def _evalf_ball(e: sympy.Basic) -> arb:
     try:
         v = sympy.N(e, digits)
         re, im = v.as_real_imag()
-        if not (re.is_Float or re.is_Number) or abs(sympy.N(im, 10)) > abs(sympy.N(re, 10)) * sympy.Float(10) ** (10 - digits):
+        tiny = abs(sympy.N(re, 10)) * sympy.Float(10) ** (10 - digits)
+        if not (re.is_Float or re.is_Number) or abs(sympy.N(im, 10)) > tiny:
             return arb.nan()
         mid = constant(mpmath.mpf(sympy.Float(re, digits)._mpf_))
     except (TypeError, ValueError, AttributeError):

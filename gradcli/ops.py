@@ -936,9 +936,11 @@ _E: list[Primitive] = [
        "tangent", ball=_b_native("tan")),
     # asin' = (1-x^2)^(-1/2)
     _p("asin", 1, sympy.asin, _np(np.arcsin), _mp(mpmath.asin),
-       lambda T, g, o, x: (g * T.pow(1.0 - x * x, p=-0.5),), _t_asin, "inverse sine", ball=_b_inside("asin", lambda u0: abs(u0) < 1)),
+       lambda T, g, o, x: (g * T.pow(1.0 - x * x, p=-0.5),), _t_asin, "inverse sine",
+       ball=_b_inside("asin", lambda u0: abs(u0) < 1)),
     _p("acos", 1, sympy.acos, _np(np.arccos), _mp(mpmath.acos),
-       lambda T, g, o, x: (-(g * T.pow(1.0 - x * x, p=-0.5)),), _t_acos, "inverse cosine", ball=_b_inside("acos", lambda u0: abs(u0) < 1)),
+       lambda T, g, o, x: (-(g * T.pow(1.0 - x * x, p=-0.5)),), _t_acos, "inverse cosine",
+       ball=_b_inside("acos", lambda u0: abs(u0) < 1)),
     # atan' = 1/(1+x^2)
     _p("atan", 1, sympy.atan, _np(np.arctan), _mp(mpmath.atan), lambda T, g, o, x: (g / (x * x + 1.0),), _t_atan,
        "inverse tangent", ball=_b_native("atan")),
