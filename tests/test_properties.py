@@ -273,8 +273,8 @@ def _edges(node: sympy.Basic) -> list[tuple[sympy.Expr, tuple[int, ...]]]:
 def _rough(expr: sympy.Expr, point: dict[str, float]) -> bool:
     """True when some subexpression sits exactly where its function is not smooth at ``point``: abs
     or sign at 0, a min/max tie, asin/acos at +-1, sqrt or another fractional power at 0, atan2 at
-    the origin or on its branch cut. There the engines may refuse (exit 3) although the composite has a derivative (acos(max(x,
-    1)) at x = 0): a truncated Taylor series cannot tell a constant argument from one that moves at an
+    the origin or on its branch cut. There the engines may refuse (exit 3) although the composite has
+    a derivative (acos(max(x, 1)) at x = 0): a truncated Taylor series cannot tell a constant argument from one that moves at an
     order beyond the truncation (1 - x^4 under acos), so refusing is the safe answer."""
     for node in sympy.preorder_traversal(expr):
         if isinstance(node, sympy.atan2) and node.args[0].free_symbols:
