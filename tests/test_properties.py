@@ -274,8 +274,9 @@ def _rough(expr: sympy.Expr, point: dict[str, float]) -> bool:
     """True when some subexpression sits exactly where its function is not smooth at ``point``: abs
     or sign at 0, a min/max tie, asin/acos at +-1, sqrt or another fractional power at 0, atan2 at
     the origin or on its branch cut. There the engines may refuse (exit 3) although the composite has
-    a derivative (acos(max(x, 1)) at x = 0): a truncated Taylor series cannot tell a constant argument from one that moves at an
-    order beyond the truncation (1 - x^4 under acos), so refusing is the safe answer."""
+    a derivative (acos(max(x, 1)) at x = 0): a truncated Taylor series cannot tell a constant argument
+    from one that moves at an order beyond the truncation (1 - x^4 under acos), so refusing is the safe
+    answer."""
     for node in sympy.preorder_traversal(expr):
         if isinstance(node, sympy.atan2) and node.args[0].free_symbols:
             # on the branch cut (y = 0, x <= 0) the angle jumps by 2 pi as y changes sign
