@@ -91,7 +91,10 @@ class Group:
 
     @property
     def size(self) -> int:
-        return self.order + 1 if self.taylor else 1
+        """How many outcomes :func:`certify` gives: the derivatives of orders 0..N and then the Taylor
+        coefficients for a Taylor group (each certified on its own: a coefficient is not a rounded
+        derivative over k!), else one."""
+        return 2 * (self.order + 1) if self.taylor else 1
 
     def balls(self, point: dict[str, arb]) -> tuple[list[arb], int | None, int | None, list[list[arb]]]:
         """The entries as balls at the working precision, the failing node, whether a kink was met, and
@@ -104,7 +107,8 @@ class Group:
                 if k:
                     f *= k
                 out.append(coeffs[k] * f)
-            return out, enc.culprit, enc.kink, [coeffs[: k + 1] for k in range(self.order + 1)]
+            needed = [coeffs[: k + 1] for k in range(self.order + 1)]
+            return out + coeffs, enc.culprit, enc.kink, needed + needed
         enc = ball.derivative(self.graph, self.counts, point)
         return [enc.value], enc.culprit, enc.kink, [list(enc.lower)]
 
@@ -125,6 +129,12 @@ def _work(group: Group, bits: int) -> int:
     return nops * length * max(1, len(dims)) * bits
 
 
+def _vanishes(group: Group) -> bool:
+    from .derive import degree
+
+    return any(n not in group.graph.variables or degree(group.graph, n) < k for n, k in group.counts.items())
+
+
 def check_work(group: Group, digits: int | None) -> None:
     """Refuse (exit 2) what the ball engine could not finish in seconds."""
     from .errors import InputError
@@ -135,6 +145,10 @@ def check_work(group: Group, digits: int | None) -> None:
             raise InputError(f"--digits above {MAX_DIGITS_GAMMA} is not supported for {', '.join(slow)} "
                              "(seconds per point in ball arithmetic)")
     if _work(group, _start_bits(group.order, digits)) > MAX_WORK:
+        if len(group.counts) > 1:
+            spec = ",".join(f"{n}:{k}" for n, k in group.counts.items())
+            raise InputError(f"the mixed partial {spec} is over the limit for this expression in ball arithmetic; "
+                             "lower the orders")
         what = f"order {group.order}" + (f" with {digits} digits" if digits else "")
         raise InputError(f"{what} exceeds the limit for this expression in ball arithmetic; lower the order"
                          + (" or --digits" if digits else ""))
@@ -162,6 +176,16 @@ def certify(group: Group, point: dict[str, Any], candidates: Sequence[Any] | Non
     Returns:
         One :class:`Outcome` per entry.
     """
+    if group.taylor is None and _vanishes(group):
+        # f is a polynomial of lower degree in a variable (or does not contain it): exactly 0, at any
+        # order and without work, where f itself is defined
+        with ball.precision(64):
+            enc = ball.univariate(group.graph, None, 0, {k: ball.constant(v) for k, v in point.items()})
+        if enc.culprit is not None:
+            return [Outcome(math.nan, Certificate(False, bits=64, reason="no finite enclosure"),
+                            error="undefined", culprit=enc.culprit)]
+        zero = mpmath.mpf(0) if digits else 0.0
+        return [Outcome(zero, Certificate(True, bits=64, radius=0.0, mid=0.0))]
     check_work(group, digits)
     n = group.size
     cands = list(candidates) if candidates is not None else [None] * n

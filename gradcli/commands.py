@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -282,11 +281,12 @@ def _point(job: Job, chunk: Chunk, i: int) -> dict[str, Any]:
     return out
 
 
-def _certify_rows(job: Job, chunk: Chunk, rows: Any, values: np.ndarray, certs: dict[int, list[Certificate]],
-                  outcomes: dict[int, list[Outcome]]) -> None:
+def _certify_rows(job: Job, chunk: Chunk, rows: Any, values: np.ndarray, extra: dict[str, np.ndarray],
+                  certs: dict[int, list[Certificate]], outcomes: dict[int, list[Outcome]]) -> None:
     """Put ``rows`` through the ball engine: their outcomes go to ``outcomes``, values and certificates
     are updated in place."""
     flat = values.reshape(chunk.size, -1)
+    coeffs = extra.get("coefficients")
     for i in rows:
         i = int(i)
         pt = _point(job, chunk, i)
@@ -295,10 +295,18 @@ def _certify_rows(job: Job, chunk: Chunk, rows: Any, values: np.ndarray, certs: 
         for g in groups(job):
             cands = None
             if flat.dtype != object:
-                cands = [float(x) for x in flat[i, col : col + g.size]]
+                cands = [float(x) for x in flat[i, col : col + g.order + 1 if g.taylor else col + 1]]
+                if g.taylor:
+                    cands += [float(x) for x in coeffs[i]] if coeffs is not None else [None] * (g.order + 1)
             row.extend(certify(g, {k: v for k, v in pt.items() if k in g.graph.variables or k in g.counts},
                                cands, tol=job.tol, digits=job.digits))
-            col += g.size
+            col += g.order + 1 if g.taylor else 1
+        if job.command == "taylor":  # derivatives, then coefficients (each certified)
+            half = job.order + 1
+            row, tail = row[:half], row[half:]
+            coeffs[i] = [o.value for o in tail]
+            row = [d if t.cert.ok else Outcome(d.value, t.cert, t.error or d.error, d.culprit)
+                   for d, t in zip(row, tail)]
         outcomes[i] = row
         for e, out in enumerate(row):
             flat[i, e] = out.value
@@ -338,11 +346,14 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
         values.fill(mpmath.mpf("nan") if job.digits else np.nan)
         fails: list[Any] = [(job.preps[0], None)]
         extra: dict[str, np.ndarray] = {}
+        if job.command == "taylor":
+            extra["coefficients"] = values.copy()
         bad = np.zeros(n, dtype=bool)
         rows = range(n)
     else:
         raw, fails, extra = _compute(job, chunk)
         values = np.array(raw)  # writable, whatever the engine returned (a broadcast view, say)
+        extra = {k: np.array(v) for k, v in extra.items()}
         bad = ~finite_mask(values).reshape(n, -1).all(axis=1)
         for _, fail in fails:
             bad |= np.broadcast_to(np.asarray(fail.bad, dtype=bool), (n,))
@@ -357,17 +368,15 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
             rows = np.union1d(np.flatnonzero(flagged), sample)
     certs: dict[int, list[Certificate]] = {}
     outcomes: dict[int, list[Outcome]] = {}
-    _certify_rows(job, chunk, rows, values, certs, outcomes)
+    _certify_rows(job, chunk, rows, values, extra, certs, outcomes)
     if not balls_only and n > DIRECT_ROWS:
         missed = [i for i in sample if not all(c.ok and not c.replaced for c in certs[int(i)])]
         if missed:  # the estimate let a wrong row through: certify every row of this chunk
-            _certify_rows(job, chunk, np.setdiff1d(np.arange(n), rows), values, certs, outcomes)
+            _certify_rows(job, chunk, np.setdiff1d(np.arange(n), rows), values, extra, certs, outcomes)
     errors = _errors(job, chunk, outcomes)
     bad = np.zeros(n, dtype=bool) if balls_only else bad
     for i, row in outcomes.items():
         bad[i] = any(o.error is not None for o in row)
-    if job.command == "taylor":
-        extra = {"coefficients": _coefficients(values, job.order)}
     if bad.any():
         # a row outside the domain is still written, explicitly as nan (its message comes from `errors`)
         nan = mpmath.mpf("nan") if values.dtype == object else np.nan
@@ -379,26 +388,14 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
     if job.check:
         flat = values.reshape(n, -1)
         dps = max(30, (job.digits or 0) + 10)
+        # with --digits N the printed value is rounded to N digits: compare within that rounding
+        tol = max(job.tol, 10.0 ** (1 - job.digits)) if job.digits else job.tol
         checks = []
         for j, (key, prep, wrt) in enumerate(_entries(job)):
             pts = {k: v for k, v in chunk.values.items() if k in prep.variables or k in wrt}
             oracle = job.oracle(key, prep, wrt)
-            checks.append(oracle.check_many(pts, flat[:, j], tol=job.tol, dps=dps, mask=~bad))
+            checks.append(oracle.check_many(pts, flat[:, j], tol=tol, dps=dps, mask=~bad))
     return Block(job, chunk, values, extra, bad, fails, checks, certs, errors)
-
-
-def _coefficients(derivs: np.ndarray, order: int) -> np.ndarray:
-    """Taylor coefficients f^(k)/k! from the printed (certified) derivatives."""
-    out = np.array(derivs, copy=True)
-    for k in range(order + 1):
-        if out.dtype == object:
-            out[:, k] = [v / mpmath.factorial(k) for v in derivs[:, k]]
-        else:
-            with np.errstate(all="ignore"):
-                d = derivs[:, k]
-                big = np.sign(d) * np.exp(np.log(np.abs(d)) - math.lgamma(k + 1))
-                out[:, k] = np.where(d == 0, 0.0, big) if k > 170 else d / float(math.factorial(k))
-    return out
 
 
 def evaluate_chunk(job: Job, chunk: Chunk, deadline: float | None = None) -> Iterator[Row]:

@@ -207,8 +207,9 @@ def test_expect_takes_constant_expressions(capsys) -> None:
     assert code == 0
 
 
-def test_a_wrong_float64_value_is_replaced_by_the_certified_one(capsys, monkeypatch) -> None:
-    # corrupt the float64 engine: the ball engine proves the true value, which is printed (exit 0)
+def test_a_wrong_float64_value_is_replaced_by_the_certified_one(capsys, monkeypatch, tmp_path) -> None:
+    # corrupt the float64 engine (it serves --points chunks): the ball engine proves the true values,
+    # which are printed with one note (exit 0)
     import gradcli.commands as commands
 
     real = commands.derivative_values
@@ -218,12 +219,13 @@ def test_a_wrong_float64_value_is_replaced_by_the_certified_one(capsys, monkeypa
         return vals + 1.0, fail
 
     monkeypatch.setattr(commands, "derivative_values", off_by_one)
-    code, out, err = run(capsys, "d", "x**3", "--at", "x=3", "--format", "json")
+    points = tmp_path / "p.csv"
+    xs = [i / 10 for i in range(1, 101)]
+    points.write_text("x\n" + "\n".join(map(repr, xs)) + "\n")
+    code, out, err = run(capsys, "d", "x**3", "--points", str(points), "--format", "plain", "--no-check")
     assert code == 0
-    obj = json.loads(out)
-    assert obj["value"] == exact(x**3, [x], x=3)
-    assert obj["check"]["ok"] is True and obj["check"]["certified"] is True
-    assert "float64 lost digits" in err
+    assert [float(v) for v in out.split()] == [exact(x**3, [x], x=v) for v in xs]
+    assert "float64 lost digits in 100 rows" in err
 
 
 def test_check_mismatch_exits_1(capsys, monkeypatch) -> None:
@@ -284,7 +286,7 @@ def test_internal_error_exits_70_with_one_line(capsys, monkeypatch) -> None:
     def boom(*a, **k):
         raise ZeroDivisionError("simulated bug")
 
-    monkeypatch.setattr(commands, "derivative_values", boom)
+    monkeypatch.setattr(commands, "certify", boom)
     code, out, err = run(capsys, "d", "x**3", "--at", "x=3")
     assert code == 70 and out == "" and len(err.strip().splitlines()) == 1 and "report" in err
 

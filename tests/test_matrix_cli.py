@@ -255,21 +255,24 @@ def test_grad_table_lists_each_partial_with_its_check(capsys, monkeypatch) -> No
 
 # ---- --check, entry by entry --------------------------------------------------------------------------------------
 def test_a_wrong_hessian_entry_fails_the_check_with_exit_1(capsys, monkeypatch) -> None:
-    real = commands.hessian_values
+    # corrupt one certified entry (d2f/dxdy): the symbolic witness must catch it
+    from gradcli.certify import Outcome
 
-    def corrupted(*args, **kwargs):
-        values, fail = real(*args, **kwargs)
-        values = values.copy()
-        values[:, 0, 1] += 1.0
-        return values, fail
+    real = commands.certify
 
-    monkeypatch.setattr(commands, "hessian_values", corrupted)
+    def corrupted(group, *args, **kwargs):
+        out = real(group, *args, **kwargs)
+        if group.counts == {"x": 1, "y": 1}:
+            out = [Outcome(o.value + 1.0, o.cert, o.error, o.culprit) for o in out]
+        return out
+
+    monkeypatch.setattr(commands, "certify", corrupted)
     code, out, err = run(capsys, "hessian", "x**2*y", "--at", "x=1,y=2", "--format", "json")
     assert code == 1
     obj = json.loads(out)
     assert obj["check"]["ok"] is False
     assert "check failed" in err
-    assert err.count("\n") == 1  # the one corrupted entry
+    assert err.count("\n") == 2  # the two corrupted entries, d2f/dxdy and d2f/dydx
 
 
 def test_hessian_check_builds_one_oracle_per_unordered_pair() -> None:

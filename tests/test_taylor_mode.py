@@ -339,15 +339,16 @@ def test_installed_gradcli_taylor_runs_end_to_end() -> None:
 F1 = "exp(sin(x))*log(1+x^2)"
 
 
-def test_check_at_order_100_falls_back_to_mpmath_diff_and_says_so(capsys) -> None:
+def test_check_at_order_100_stands_on_the_certificate_when_sympy_does_not_finish(capsys) -> None:
     start = time.monotonic()
     code, out, err = run(capsys, "d", F1, "--wrt", "x:100", "--at", "x=0.5", "--json", "--check-timeout", "5")
     elapsed = time.monotonic() - start
     assert code == 0, err
     check = json.loads(out)["check"]
-    assert "mpmath.diff" in check["skipped"] and check["ok"] is True
-    assert "mpmath" in err and "skipped" in err
-    assert elapsed < 2 * 5 + 2
+    assert check["method"] == "ball" and check["certified"] is True and check["ok"] is True
+    assert "did not finish" in check["skipped"] and check["symbolic_value"] is None
+    assert "skipped" in err and "certificate" in err
+    assert elapsed < 5 + 2
 
 
 def test_check_that_cannot_finish_is_reported_as_skipped_within_the_timeout(capsys) -> None:
@@ -369,29 +370,31 @@ def test_taylor_check_covers_every_order_within_one_budget(capsys) -> None:
     elapsed = time.monotonic() - start
     assert code == 0, err
     check = json.loads(out)["check"]
-    assert check["ok"] is True
-    # sympy's derivatives for the low orders (their text in "symbolic"), mpmath.diffs for the rest
+    assert check["ok"] is True and check["certified"] is True
+    # sympy's derivatives for the low orders (their text in "symbolic"); the certificates for every order
     symbolic, values = check["symbolic"], check["symbolic_value"]
     assert len(symbolic) == len(values) == 61 and symbolic[0] is not None and symbolic[-1] is None
-    assert None not in values and "mpmath.diffs" in check["skipped"]
+    assert values[0] is not None and values[-1] is None and check["skipped"]
     assert elapsed < 3 * 3 + 2
 
 
-def test_taylor_check_orders_past_the_numerical_limit_are_skipped_not_claimed(capsys) -> None:
+def test_taylor_check_orders_no_witness_reached_are_skipped_not_claimed(capsys) -> None:
     code, out, err = run(capsys, "taylor", "exp(2*x)", "--wrt", "x", "--order", "500", "--at", "x=0.1", "--json",
                          "--check-timeout", "0.5")
     assert code == 0, err
     check = json.loads(out)["check"]
-    assert check["ok"] is not False  # the certificate stands; the orders no check reached say so
-    assert None in check["symbolic_value"]
-    assert "no numerical check" in check["skipped"]
+    assert check["ok"] is True and check["certified"] is True  # the certificates stand
+    assert None in check["symbolic_value"] and check["skipped"]
 
 
-def test_python_api_check_at_high_order_reports_the_method() -> None:
+def test_python_api_check_at_high_order_reports_what_ran() -> None:
     value, result = gradcli.derivative(F1, wrt="x:30", at={"x": 0.5}, check=True, check_timeout=2)
-    assert result.ok is True
-    assert result.method == "mpmath.diff" and result.skipped
-    assert rel(value, result.value) <= 1e-8
+    # sympy's 30th derivative rarely finishes within the budget: then the check says so (and never
+    # claims a value), and the returned value is certified all the same
+    if result.ok is None:
+        assert result.skipped and result.value is None
+    else:
+        assert result.ok is True and rel(value, result.value) <= 1e-8
 
 
 if __name__ == "__main__":  # pragma: no cover
