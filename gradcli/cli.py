@@ -75,11 +75,17 @@ class AtType(click.ParamType):
         if isinstance(value, dict) or _completing(ctx):
             return value
         from .parse import parse_at
+        from .sweep import split_sweeps
 
         try:
-            return parse_at(value)
+            rest, grids = split_sweeps(value)  # x=0:1:0.1 or x=linspace(0,1,11): a grid (issue 12)
+            point: dict[str, Any] = parse_at(rest) if rest.strip() or not grids else {}
         except InputError as exc:
             self.fail(_unprefixed(exc.message, param), param, ctx)
+        for name in grids:
+            if name in point:
+                self.fail(f"'{name}' given twice", param, ctx)
+        return {**point, **grids}
 
 
 def _merge_at(ctx: click.Context, param: click.Parameter, value: Any) -> dict[str, Any] | None:
@@ -281,14 +287,22 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
     else:
         names = _matrix_wrt(preps, wrt)
     at = dict(at or {})
+    grids = _grids(at, points)  # --at x=0:1:0.1: evaluated as --points would (issue 12)
+    if grids:
+        at = {k: v for k, v in at.items() if k not in grids}
     variables = sorted({v for p in preps for v in p.variables} | ({names[0]} if command == "taylor" else set()))
-    for p in preps if points is None else ():  # with --points the file supplies what --at lacks
+    for p in preps if points is None and not grids else ():  # with --points the file supplies what --at lacks
         resolve_point(p, names, {k: v for k, v in at.items() if k in p.variables or k in names})
     unknown = [k for k in at if k not in variables and k not in names]
     if unknown:
         raise InputError(f"--at names '{unknown[0]}', which is neither in EXPR nor in --wrt")
-    missing = [v for v in variables if v not in at]
-    if missing and points is None:
+    unknown = [k for k in grids if k not in variables and k not in names]
+    if unknown:
+        raise InputError(f"--at names '{unknown[0]}', which is neither in EXPR nor in --wrt")
+    if grids:
+        points = list(grids.values())
+    missing = [v for v in variables if v not in at and v not in grids]
+    if missing and (points is None or grids):
         raise InputError(f"--at is missing a value for {', '.join(repr(m) for m in missing)}")
     status = 0
     with precision(digits) as bk:
@@ -314,6 +328,17 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
             if expect is not None:
                 status = max(status, _expect_status(job, row.value, expect))
     return status
+
+
+def _grids(at: dict[str, Any], points: Any) -> dict[str, Any]:
+    """The --at grids (``x=0:1:0.1``, ``x=linspace(0,1,11)``), by name; none with --points."""
+    from .sweep import Sweep
+
+    grids = {k: v for k, v in at.items() if isinstance(v, Sweep)}
+    if grids and points is not None:
+        raise InputError(f"--at {next(iter(grids))}=...: a grid and --points cannot be combined "
+                         "(put the grid's values in the file)")
+    return grids
 
 
 # ---- --expect for every command (a scalar for d, entries row-major for the others) -----------------------
@@ -444,12 +469,17 @@ def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str],
     fmt_number = (lambda v: number(v, job.digits)) if job.digits else (lambda v: number(float(v), None))
     defaults = {k: bk.scalar(v) for k, v in at.items() if k in variables}
     expected = bk.scalar(expect) if expect is not None and job.command == "d" else None
-    stream, ours = _open_points(points)
+    stream, ours = _open_points(points) if isinstance(points, str) else (None, False)
     failed_rows, notes, bad_rows, replaced = 0, 0, 0, 0
     first_error: tuple[Any, Any] | None = None
     skipped: dict[str, list[Any]] = {}
     try:
-        reader = PointsReader(stream, variables, defaults, bk, name=points)
+        if stream is None:  # --at grids (gradcli.sweep): the chunks a file of those rows would give
+            from .sweep import GridReader
+
+            reader: Any = GridReader(points, variables, defaults, bk)
+        else:
+            reader = PointsReader(stream, variables, defaults, bk, name=points)
         with _progress(reader, renderer) as advance:
             for chunk in reader:
                 block = evaluate_block(job, chunk)
@@ -697,6 +727,121 @@ def taylor_command(expr: str, wrt: list[str], order: int, **kw: Any) -> None:
       gradcli taylor "exp(2*x)" --wrt x --order 300 --at x=1 --digits 50 --json
     """
     sys.exit(_run("taylor", _expr_texts([expr], kw["points"]), wrt, order=order, **kw))
+
+
+@cli.command("plot")
+@click.argument("expr")
+@click.option("--wrt", type=WrtType(), multiple=True, callback=_single_wrt,
+              help="The variable on the horizontal axis (default: EXPR's only variable).")
+@click.option("--range", "span", required=True, metavar="A:B",
+              help="The interval of the variable, A:B with constant bounds (-1:2, 0:2*pi).")
+@click.option("--orders", default="0,1", show_default=True, metavar="K,...",
+              help="Derivative orders to draw, comma-separated (0 is f itself).")
+@click.option("--at", "at", type=AtType(), multiple=True, callback=_merge_at,
+              help="Values of EXPR's other variables: NAME=VALUE,... (repeatable).")
+@click.option("--points", "npoints", type=click.IntRange(2, 1_000_000), default=None,
+              help="Grid points over the range (default: 400 for a figure, the plot's width in the terminal).")
+@click.option("--output", "-o", "output", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Write the figure to FILE (.png, .svg or .pdf; needs gradcli[plot], i.e. matplotlib).")
+@click.option("--format", "fmt", type=click.Choice(["plot", "plain", "csv", "json"]), default=None,
+              help="plot (the terminal drawing, the default without --output), or the grid: plain (one line "
+                   "per point: the variable, then the values; nan for a gap), csv or json.")
+@click.option("--height", type=click.IntRange(4, 200), default=20, show_default=True,
+              help="Rows of the terminal plot.")
+def plot_command(expr: str, wrt: list[str] | None, span: str, orders: str, at: dict[str, Any] | None,
+                 npoints: int | None, output: str | None, fmt: str | None, height: int) -> None:
+    """f and its derivatives over a range: drawn in the terminal, written as a figure, or as a grid.
+
+    Points outside the domain are gaps, not errors.
+
+    \b
+    Examples:
+      gradcli plot "sin(x)*exp(-x/4)" --range 0:10 --orders 0,1,2
+      gradcli plot "log(x)" --range -1:3 --orders 0,1 --format csv --points 5
+      gradcli plot "x*exp(-y*x^2)" --wrt x --at y=0.5 --range -3:3 --orders 0,1,2 --format json
+    """
+    import shutil
+
+    from .plot import evaluate_grid, grid_csv, grid_json, parse_orders, parse_range, terminal_plot, write_figure
+
+    (text,) = _expr_texts([expr], None)
+    lo, hi = parse_range(span)
+    if output is not None and not output.lower().endswith((".png", ".svg", ".pdf")):
+        raise InputError(f"--output: '{output}' must end in .png, .svg or .pdf")
+    if output is not None:
+        try:
+            import matplotlib  # noqa: F401 - only whether it is there
+        except ImportError:
+            raise InputError("--output needs matplotlib: pip install 'gradcli[plot]'") from None
+    width = shutil.get_terminal_size((80, 24)).columns
+    n = npoints or (400 if output is not None or fmt in ("plain", "csv", "json") else max(2 * (width - 14), 20))
+    grid = evaluate_grid(text, None if wrt is None else ",".join(wrt), parse_orders(orders), lo, hi, n, at)
+    if grid.uncertified:
+        _note(f"note: {grid.uncertified} grid points could not be certified and are left out (gaps)")
+    if output is not None:
+        write_figure(grid, output)
+        _note(f"wrote {output}")
+    if fmt == "csv":
+        click.echo(grid_csv(grid), nl=False)
+    elif fmt == "plain":
+        from .plot import grid_plain
+
+        click.echo(grid_plain(grid), nl=False)
+    elif fmt == "json":
+        click.echo(grid_json(grid), nl=False)
+    elif fmt == "plot" or output is None:
+        color = _stdout().isatty() and "NO_COLOR" not in os.environ or bool(os.environ.get("FORCE_COLOR"))
+        click.echo(terminal_plot(grid, width=width, height=height, color=color), nl=False)
+
+
+@cli.command("explain")
+@click.argument("expr")
+@click.option("--wrt", type=WrtType(), multiple=True, callback=_single_wrt,
+              help="Variables in differentiation order: x,y or x:3 (default: EXPR's only variable).")
+@click.option("--at", "at", type=AtType(), multiple=True, callback=_merge_at,
+              help="The point: NAME=VALUE,... (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["table", "plain", "json", "dot"]), default="table",
+              show_default=True,
+              help="table (rich tree and tables), plain (one line per recorded operation), json, or dot "
+                   "(Graphviz: gradcli explain ... --format dot | dot -Tsvg > tape.svg).")
+@click.option("--json", "as_json", is_flag=True, help="Short for --format json.")
+def explain_command(expr: str, wrt: list[str] | None, at: dict[str, Any] | None, fmt: str, as_json: bool) -> None:
+    """The tape: primitives in recording order with inputs, forward values and adjoints; the engine.
+
+    A second order shows the nested tape (the outer tape records the inner reverse sweep); Taylor mode
+    shows each primitive's coefficients.
+
+    \b
+    Examples:
+      gradcli explain "2*x**3+5*y**2+11*x*y+5" --wrt x --at x=5,y=2
+      gradcli explain "x**3" --wrt x,x --at x=3
+      gradcli explain "exp(sin(x))" --wrt x:3 --at x=0.5 --json
+      gradcli explain "x*y+sin(x)" --wrt x --at x=1,y=2 --format dot
+    """
+    from .explain import explain, to_dot, to_json
+
+    if as_json:
+        if fmt not in ("table", "json"):
+            raise InputError(f"--json conflicts with --format {fmt}")
+        fmt = "json"
+    (text,) = _expr_texts([expr], None)
+    if at and any(type(v).__name__ == "Sweep" for v in at.values()):
+        raise InputError("explain takes one point (--at NAME=VALUE,...), not a grid")
+    e = explain(text, wrt, at)
+    if fmt == "json":
+        click.echo(to_json(e), nl=False)
+    elif fmt == "dot":
+        click.echo(to_dot(e), nl=False)
+    elif fmt == "plain":
+        from .explain import to_plain
+
+        click.echo(to_plain(e), nl=False)
+    else:
+        from rich.console import Console
+
+        from .render import explain_rich
+
+        explain_rich(e, Console(file=_stdout(), highlight=False, soft_wrap=False))
 
 
 # ---- the error boundary -----------------------------------------------------------------------------

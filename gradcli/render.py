@@ -681,3 +681,67 @@ def _plain_block(block: Block) -> str:
     else:
         lines = [" ".join(map(repr, r)) for r in flat.tolist()]
     return "\n".join(lines) + "\n"
+
+
+# ---- gradcli explain on a terminal (issue 12) ------------------------------------------------------------
+def explain_rich(e: Any, console: Any) -> None:
+    """``gradcli explain`` for people: a tree (expression, engine, certificate) and one table per tape,
+    then the Taylor table. Every number is ``repr(float)``, never cut (columns are ``no_wrap``)."""
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.tree import Tree
+
+    from .commands import partial_label
+
+    where = ", ".join(f"{k} = {v!r}" for k, v in e.at.items())
+    tree = Tree(escape(f"{partial_label(list(e.wrt))} of f = {e.expr}  at  {where}  =  {e.value!r}"))
+    tree.add(escape(f"engine: {e.engine} — {e.why}"))
+    tree.add(escape(f"certificate: {e.certified}"))
+    grad = ", ".join(f"∂f/∂{k} = {v!r}" for k, v in e.partials.items())
+    tree.add(escape(f"adjoints of the variables (the gradient): {grad}"))
+    console.print(tree)
+
+    def table(title: str, steps: Any, adjoint: str) -> None:
+        t = Table(title=title, title_justify="left", show_edge=True, pad_edge=False)
+        for name, just in (("#", "right"), ("out", "left"), ("op", "left"), ("inputs", "left"), ("value", "right"),
+                           (adjoint, "right")):
+            t.add_column(name, justify=just, no_wrap=name in ("value", adjoint, "#"))
+        for i, s in enumerate(steps):
+            params = "".join(f" {k}={v}" for k, v in s.params.items())
+            t.add_row(str(i), escape(s.out), escape(s.op + params), escape(", ".join(s.inputs)), repr(s.value),
+                      repr(s.adjoint))
+        console.print(t)
+
+    table("tape (recording order; forward value, then the reverse sweep's adjoint)", e.tape, "adjoint ∂f/∂v")
+    if e.nested is not None:
+        table(f"outer tape: it recorded f and the inner sweep (∂f/∂{e.wrt[0]})", e.nested,
+              f"adjoint ∂(∂f/∂{e.wrt[0]})/∂v")
+    if e.nested_note:
+        console.print(escape(e.nested_note))
+    if e.taylor_var is not None and e.taylor:
+        k = len(e.taylor[0][2])
+        title = f"Taylor mode: normalized coefficients c_k = v^(k)/k! of each node along {e.taylor_var}"
+
+        def taylor_table(cols: range) -> Any:
+            t = Table(title=title, title_justify="left", pad_edge=False)
+            t.add_column("node", no_wrap=True)
+            t.add_column("op", no_wrap=True)
+            for j in cols:
+                t.add_column(f"c{j}", justify="right", no_wrap=True)
+            for node, op, coeffs in e.taylor:
+                t.add_row(escape(node), escape(op), *(repr(coeffs[j]) for j in cols))
+            return t
+
+        # never cut a number: as many coefficient columns per table as the width holds (at least one)
+        per = k
+        cells = [[node, op, *(repr(c) for c in coeffs)] for node, op, coeffs in e.taylor]
+        widths = [max(len(r[j]) for r in cells + [["node", "op", *(f"c{i}" for i in range(k))]])
+                  for j in range(k + 2)]
+
+        def needed(n: int) -> int:  # one column's cell, its padding and a rule: 3 more characters
+            return sum(w + 3 for w in widths[: 2 + n]) + 1
+
+        while per > 1 and needed(per) > console.width:
+            per -= 1
+        for lo in range(0, k, per):
+            console.print(taylor_table(range(lo, min(lo + per, k))))

@@ -40,7 +40,7 @@ def examples(help_text: str) -> list[tuple[list[str], str | None]]:
 
 
 def test_the_commands_are_the_contracts() -> None:
-    assert COMMANDS == ["d", "grad", "hessian", "jacobian", "taylor"]
+    assert COMMANDS == ["d", "explain", "grad", "hessian", "jacobian", "plot", "taylor"]
 
 
 def test_version_prints_gradcli_and_the_package_version(capsys) -> None:
