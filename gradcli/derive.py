@@ -158,7 +158,7 @@ def check_work(graph: Graph, wrt: list[str], bk: ops.Backend, engine: str = "aut
     gradcli.errors.InputError: order 100000 exceeds the limit 44720 for this expression (1 operation, float64)
     """
     if bk.is_mp and bk.dps - 10 > MAX_DIGITS_GAMMA:
-        slow = sorted({node.op for node in graph.nodes if node.op in ("gamma", "loggamma", "polygamma")})
+        slow = sorted({n.op for n in graph.nodes if n.op in ops.REGISTRY and ops.REGISTRY[n.op].slow_digits})
         if slow:
             raise InputError(f"--digits above {MAX_DIGITS_GAMMA} is not supported for {', '.join(slow)} "
                              "(mpmath would take minutes per point)")
@@ -224,9 +224,13 @@ def degree(graph: Graph, name: str) -> float:
 
 # ---- single derivatives -------------------------------------------------------------------------------
 def derivative_values(
-    graph: Graph, wrt: list[str], point: dict[str, np.ndarray], bk: ops.Backend, npoints: int, engine: str = "auto"
+    graph: Graph, wrt: list[str], point: dict[str, np.ndarray], bk: ops.Backend, npoints: int, engine: str = "auto",
+    *, threads: int | None = None,
 ) -> tuple[np.ndarray, Failure]:
-    """d^n f / d wrt[0] ... d wrt[n-1] at every point; ``engine`` is auto, taylor or reverse."""
+    """d^n f / d wrt[0] ... d wrt[n-1] at every point; ``engine`` is auto, taylor or reverse.
+
+    First derivatives at many float64 points run on the fused evaluator (:mod:`gradcli.batch`) with
+    ``threads`` worker threads (default: $GRADCLI_THREADS, else one per core)."""
     if engine not in ("auto", "taylor", "reverse"):
         raise InputError(f"unknown engine {engine!r}: use auto, taylor or reverse")
     order = len(wrt)
@@ -237,6 +241,9 @@ def derivative_values(
         _, fail = _taylor_univariate(graph, None, 0, point, bk, npoints)
         return bk.zeros((npoints,)), fail
     check_work(graph, wrt, bk, engine)
+    if order == 1 and engine in ("auto", "reverse") and _fused(bk, npoints):
+        out, fail = _fused_gradient(graph, wrt, point, bk, npoints, threads)
+        return out[:, 0], fail
     if engine == "reverse" or (engine == "auto" and order == 1):
         return _reverse(graph, wrt, point, bk, npoints)
     counts = {n: wrt.count(n) for n in dict.fromkeys(wrt)}
@@ -407,12 +414,51 @@ def _failure_of(
     return Failure(forward.bad | bad_result, culprit)
 
 
+# ---- the fused evaluator for many float64 points -------------------------------------------------------
+def _fused(bk: ops.Backend, npoints: int) -> bool:
+    """Many float64 points: the fused evaluator; one point or a few keep the plain path (no pool, no
+    blocks, no lowering)."""
+    from .batch import MIN_POINTS
+
+    return not bk.is_mp and npoints >= MIN_POINTS
+
+
+def _suspects_failure(graph: Graph, out: np.ndarray, suspect: np.ndarray, point: dict[str, np.ndarray],
+                      bk: ops.Backend, npoints: int, order: int) -> Failure:
+    """The Failure of a fused run: rows it found clean are clean (every non-finite value reaches a
+    checked one); the suspect rows get the exact analysis of :func:`_failure_of`, which names the node."""
+    bad = np.zeros(npoints, dtype=bool)
+    culprit = np.full(npoints, -1)
+    rows = np.flatnonzero(suspect)
+    if rows.size:
+        sub = {k: np.broadcast_to(v, (npoints,))[rows] for k, v in point.items()}
+        fail = _failure_of(graph, out[rows], sub, bk, rows.size, order)
+        bad[rows] = fail.bad
+        culprit[rows] = fail.culprit
+    return Failure(bad, culprit)
+
+
+def _fused_gradient(graph: Graph, wrt: list[str], point: dict[str, np.ndarray], bk: ops.Backend, npoints: int,
+                    threads: int | None) -> tuple[np.ndarray, Failure]:
+    from . import batch
+
+    pts = {k: v for k, v in point.items() if k in graph.variables}
+    out, suspect = batch.gradient(graph, wrt, pts, npoints, threads=threads)
+    return out, _suspects_failure(graph, out, suspect, pts, bk, npoints, 1)
+
+
 # ---- vectors and matrices -----------------------------------------------------------------------------
 def gradient_values(
-    graph: Graph, wrt: list[str], point: dict[str, np.ndarray], bk: ops.Backend, npoints: int
+    graph: Graph, wrt: list[str], point: dict[str, np.ndarray], bk: ops.Backend, npoints: int, *,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, Failure]:
-    """All first partials in one reverse sweep: shape (P, len(wrt))."""
+    """All first partials in one reverse sweep: shape (P, len(wrt)).
+
+    At many float64 points (:data:`gradcli.batch.MIN_POINTS` or more) the sweep runs fused, in
+    cache-sized blocks on ``threads`` worker threads (default: $GRADCLI_THREADS, else one per core)."""
     check_work(graph, wrt[:1], bk, "reverse")
+    if _fused(bk, npoints):
+        return _fused_gradient(graph, wrt, point, bk, npoints, threads)
     from .tape import Tape
     from .tensor import Tensor
 
@@ -429,11 +475,19 @@ def gradient_values(
 
 
 def hessian_values(
-    graph: Graph, wrt: list[str], point: dict[str, np.ndarray], bk: ops.Backend, npoints: int
+    graph: Graph, wrt: list[str], point: dict[str, np.ndarray], bk: ops.Backend, npoints: int, *,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, Failure]:
     """The Hessian by forward-over-reverse: one reverse sweep on dual numbers for all n directions
-    (see :mod:`gradcli.dual`); exactly symmetric, each pair (i, j), j > i, mirrored from one entry."""
+    (see :mod:`gradcli.dual`); exactly symmetric, each pair (i, j), j > i, mirrored from one entry.
+    At many float64 points the same sweep runs fused (:mod:`gradcli.batch`) on ``threads`` threads."""
     check_work(graph, wrt[:1], bk, "reverse")
+    if _fused(bk, npoints):
+        from . import batch
+
+        pts = {k: v for k, v in point.items() if k in graph.variables}
+        out, suspect = batch.hessian(graph, wrt, pts, npoints, threads=threads)
+        return out, _suspects_failure(graph, out, suspect, pts, bk, npoints, 2)
     from .dual import hessian
 
     out = hessian(graph, wrt, {k: v for k, v in point.items() if k in graph.variables}, bk, npoints)
@@ -467,7 +521,7 @@ def raise_not_finite(
         fn = {"div": "division", "pow": "power"}.get(node.op, node.op)
         if node.op == "pow" and dict(node.params).get("p") == sympy.Rational(1, 2):
             fn = "sqrt"
-        if node.op in _SMOOTH_EVERYWHERE and not digits:
+        if ops.REGISTRY[node.op].smooth and not digits:
             # the first failing node had finite inputs: a function smooth on all reals can only overflow
             raise NotFinite(f"the result overflows float64{at} (in {fn}); use --digits N for arbitrary precision")
         raise NotFinite(f"the result is not finite{at}: {fn} is undefined or not differentiable there")
@@ -494,11 +548,6 @@ def describe_failure(graph: Graph, kind: str, culprit: int | None, point: dict[s
     if kind == "kink":
         return NotFinite(f"the derivative does not exist{at}: abs, sign, min or max has a kink there")
     return NotFinite(f"the result is not finite{at}")
-
-
-#: Primitives smooth on the whole real line: a non-finite value from finite inputs is an overflow.
-_SMOOTH_EVERYWHERE = frozenset({"add", "sub", "neg", "mul", "exp", "sinh", "cosh", "sin", "cos", "atan", "tanh",
-                                "asinh", "erf", "erfc"})
 
 
 def _fmt(v: Any) -> str:

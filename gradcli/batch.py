@@ -1,0 +1,563 @@
+"""The fused float64 evaluator for many points: a graph lowered once to straight-line code, run per block.
+
+Lowering traces the forward sweep and the reverse sweep (the registry's reverse rules, run on traced
+values instead of Tensors) into one flat list of instructions over slots, each instruction a registry
+kernel. On the way, constants are folded (``1.0 * g`` is ``g``), repeated instructions are shared (the
+``cos(x)`` a reverse rule asks for is computed once, however many rules ask), instructions no output
+needs are dropped, and slots get buffers by liveness, so a program needs a few buffers, not one per
+node. For Hessians the reverse rules run on dual numbers whose tangent holds one traced value per
+direction (all n directions in the one pass, structurally zero ones skipped), and only the entries
+(i, j), i <= j, are kept: the symmetric ones are mirrored, never computed twice.
+
+Running a program: the points are cut into cache-sized blocks (:data:`BLOCK` points); each worker
+thread owns one set of preallocated buffers and runs the whole program block after block with in-place
+kernels (``out=``), so a block allocates nothing and its temporaries stay in cache. numpy's ufuncs
+release the GIL, so blocks shared between threads run in parallel.
+
+Domain and finiteness are checked in the same pass, at the only places a non-finite value can vanish:
+the inputs of instructions whose kernel can map a non-finite input to a finite output (exp(-inf) = 0,
+found by probing the kernel at lowering), the graph's sinks and the results. Their sum is one array per
+block whose non-finite rows are *suspects*; only those rows go through the exact failure analysis of
+:func:`gradcli.derive._failure_of` (which names the first failing node), so a clean run pays one add per
+checked value.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from . import ops
+from .errors import InputError
+from .graph import Graph
+
+__all__ = ["BLOCK", "MIN_POINTS", "Program", "compile_gradient", "compile_hessian", "run", "threads_from"]
+
+#: Points per block: about 10-20 live buffers of this many float64 stay in a 2 MiB L2 cache.
+BLOCK = 1 << 13
+#: Below this many points the fused evaluator is not used: one call of today's engine costs less than
+#: lowering, a pool and blocking would.
+MIN_POINTS = 4096
+
+
+def threads_from(threads: int | None = None) -> int:
+    """The number of worker threads: ``threads``, else $GRADCLI_THREADS, else os.cpu_count()."""
+    if threads is None:
+        env = os.environ.get("GRADCLI_THREADS", "").strip()
+        if env:
+            try:
+                threads = int(env)
+            except ValueError:
+                raise InputError(f"GRADCLI_THREADS must be a whole number, got {env!r}") from None
+        else:
+            return max(1, os.cpu_count() or 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InputError(f"threads must be a whole number >= 1, got {threads!r}")
+    return threads
+
+
+# ---- tracing: values are slots, every operation an instruction ---------------------------------------
+class _Sym:
+    """A traced float64 array (one slot of the program); arithmetic records registry instructions."""
+
+    __slots__ = ("tr", "id")
+    bk = ops.F64  # what registry rules ask of a value (``_two_over_sqrt_pi``)
+
+    def __init__(self, tr: _Trace, slot: int) -> None:
+        self.tr = tr
+        self.id = slot
+
+    def __add__(self, o: Any) -> Any:
+        return self.tr.emit("add", (self, o))
+
+    def __radd__(self, o: Any) -> Any:
+        return self.tr.emit("add", (o, self))
+
+    def __sub__(self, o: Any) -> Any:
+        return self.tr.emit("sub", (self, o))
+
+    def __rsub__(self, o: Any) -> Any:
+        return self.tr.emit("sub", (o, self))
+
+    def __mul__(self, o: Any) -> Any:
+        return self.tr.emit("mul", (self, o))
+
+    def __rmul__(self, o: Any) -> Any:
+        return self.tr.emit("mul", (o, self))
+
+    def __truediv__(self, o: Any) -> Any:
+        return self.tr.emit("div", (self, o))
+
+    def __rtruediv__(self, o: Any) -> Any:
+        return self.tr.emit("div", (o, self))
+
+    def __neg__(self) -> Any:
+        return self.tr.emit("neg", (self,))
+
+
+Value = Any  # a _Sym, or a python float (a folded constant)
+
+
+def _key(a: Value) -> Any:
+    return a.id if isinstance(a, _Sym) else ("c", float(a).hex())
+
+
+class _Trace:
+    """Records instructions ``(primitive, out slot, argument slots or constants, params)``."""
+
+    def __init__(self) -> None:
+        self.instrs: list[tuple[ops.Primitive, int, tuple[Value, ...], tuple[tuple[str, Any], ...]]] = []
+        self.memo: dict[Any, Value] = {}
+        self.nslots = 0
+        self.var_names: dict[int, str] = {}  # input slots: the variables
+
+    def variable(self, name: str) -> _Sym:
+        s = self.slot()
+        self.var_names[s.id] = name
+        return s
+
+    def slot(self) -> _Sym:
+        self.nslots += 1
+        return _Sym(self, self.nslots - 1)
+
+    def emit(self, name: str, args: tuple[Any, ...], params: dict[str, Any] | None = None) -> Value:
+        prim = ops.REGISTRY[name]
+        args = tuple(a if isinstance(a, _Sym) else float(a) for a in args)
+        ps = tuple(sorted((params or {}).items()))
+        if not any(isinstance(a, _Sym) for a in args):  # constant folding, with the kernel itself
+            with np.errstate(all="ignore"):
+                return float(prim.f64(*(np.float64(a) for a in args), **dict(ps)))
+        # identities exact in IEEE arithmetic for every input, nan and inf included
+        if name == "mul" and (args[1] == 1.0 or args[0] == 1.0):
+            return args[0] if args[1] == 1.0 else args[1]
+        if name == "div" and args[1] == 1.0:
+            return args[0]
+        if name == "pow" and dict(ps).get("p") == 1:
+            return args[0]
+        if name == "pow" and dict(ps).get("p") == 0:  # x^0 = 1 even for nan and inf (IEEE pow)
+            return 1.0
+        key = (name, tuple(_key(a) for a in args), ps)
+        found = self.memo.get(key)
+        if found is not None:
+            return found
+        out = self.slot()
+        self.instrs.append((prim, out.id, args, ps))
+        self.memo[key] = out
+        return out
+
+
+def _namespace(apply: Callable[..., Any]) -> SimpleNamespace:
+    """The ``T`` of the registry's reverse rules: one function per primitive, acting through ``apply``."""
+
+    def make(name: str) -> Callable[..., Any]:
+        def fn(*args: Any, **params: Any) -> Any:
+            return apply(name, args, params)
+
+        fn.__name__ = name
+        return fn
+
+    return SimpleNamespace(**{name: make(name) for name in ops.REGISTRY})
+
+
+# ---- duals of traced values (forward-over-reverse) -----------------------------------------------------
+class _Dual:
+    """A traced value and its tangent along each direction (None: structurally zero)."""
+
+    __slots__ = ("v", "t")
+    bk = ops.F64
+
+    def __init__(self, v: Value, t: tuple[Value | None, ...]) -> None:
+        self.v = v
+        self.t = t
+
+    def __add__(self, o: Any) -> _Dual:
+        return _dual_apply("add", (self, o), {})
+
+    def __radd__(self, o: Any) -> _Dual:
+        return _dual_apply("add", (o, self), {})
+
+    def __sub__(self, o: Any) -> _Dual:
+        return _dual_apply("sub", (self, o), {})
+
+    def __rsub__(self, o: Any) -> _Dual:
+        return _dual_apply("sub", (o, self), {})
+
+    def __mul__(self, o: Any) -> _Dual:
+        return _dual_apply("mul", (self, o), {})
+
+    def __rmul__(self, o: Any) -> _Dual:
+        return _dual_apply("mul", (o, self), {})
+
+    def __truediv__(self, o: Any) -> _Dual:
+        return _dual_apply("div", (self, o), {})
+
+    def __rtruediv__(self, o: Any) -> _Dual:
+        return _dual_apply("div", (o, self), {})
+
+    def __neg__(self) -> _Dual:
+        return _dual_apply("neg", (self,), {})
+
+
+def _sum(terms: list[Value]) -> Value | None:
+    acc = None
+    for t in terms:
+        acc = t if acc is None else acc + t
+    return acc
+
+
+def _dual_apply(name: str, args: tuple[Any, ...], params: dict[str, Any]) -> _Dual:
+    """A primitive on duals: its value by its kernel; its tangent by the order-1 rules of
+    :mod:`gradcli.dual` for arithmetic, by the chain rule with the partials from the registry's reverse
+    rule (seeded with 1.0) for every other primitive."""
+    n = next(len(a.t) for a in args if isinstance(a, _Dual))
+    ds = [a if isinstance(a, _Dual) else _Dual(float(a), (None,) * n) for a in args]
+    tr = next(d.v.tr for d in ds if isinstance(d.v, _Sym)) if any(isinstance(d.v, _Sym) for d in ds) else None
+    vs = [d.v for d in ds]
+    if tr is None:
+        v = _Trace().emit(name, tuple(vs), params)
+    else:
+        v = tr.emit(name, tuple(vs), params)
+    t: list[Value | None] = []
+    if name in ("add", "sub", "neg"):
+        for k in range(n):
+            a = ds[0].t[k]
+            if name == "neg":
+                t.append(None if a is None else -a)
+                continue
+            b = ds[1].t[k]
+            if b is None:
+                t.append(a)
+            elif a is None:
+                t.append(b if name == "add" else -b)
+            else:
+                t.append(a + b if name == "add" else a - b)
+        return _Dual(v, tuple(t))
+    if name == "mul":  # (a0 + a1 t)(b0 + b1 t): a0 b1 + a1 b0
+        a, b = ds
+        return _Dual(v, tuple(_sum([x for x in ((None if b.t[k] is None else a.v * b.t[k]),
+                                                  (None if a.t[k] is None else a.t[k] * b.v)) if x is not None])
+                              for k in range(n)))
+    if name == "div":  # q1 = (a1 - b1 q0) / b0
+        a, b = ds
+        for k in range(n):
+            a1, b1 = a.t[k], b.t[k]
+            if b1 is None:
+                t.append(None if a1 is None else a1 / b.v)
+            else:
+                num = -(b1 * v) if a1 is None else a1 - b1 * v
+                t.append(num / b.v)
+        return _Dual(v, tuple(t))
+    if all(x is None for d in ds for x in d.t):
+        return _Dual(v, (None,) * n)
+    prim = ops.REGISTRY[name]
+    if prim.vjp is None:
+        raise InputError(f"{name} has no reverse rule")
+    partials = prim.vjp(_SYM_T, 1.0, v, *vs, **params)
+    for k in range(n):
+        t.append(_sum([p * d.t[k] for p, d in zip(partials, ds) if p is not None and d.t[k] is not None]))
+    return _Dual(v, tuple(t))
+
+
+def _sym_apply(name: str, args: tuple[Any, ...], params: dict[str, Any]) -> Value:
+    tr = next((a.tr for a in args if isinstance(a, _Sym)), None)
+    return (tr or _Trace()).emit(name, args, params)
+
+
+_SYM_T = _namespace(_sym_apply)
+_DUAL_T = _namespace(_dual_apply)
+
+
+# ---- the program -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Program:
+    """Straight-line code over an environment: inputs, constants and buffers.
+
+    ``env`` indices: ``inputs`` (the variables, bound to each block's slices), then ``consts`` (python
+    floats), then ``nbuf`` buffers. Each instruction is ``(kernel, inplace, out, args, params)``.
+    """
+
+    inputs: tuple[str, ...]
+    consts: tuple[float, ...]
+    nbuf: int
+    code: tuple[tuple[Callable[..., Any], bool, int, tuple[int, ...], dict[str, Any]], ...]
+    outputs: tuple[int, ...]  # env index per result entry
+    check: int  # env index of the sum of every checked value (non-finite: a suspect row)
+
+
+def _probe_absorbs(prim: ops.Primitive, params: dict[str, Any], slot: int) -> bool:
+    """Can the kernel map a non-finite value in argument ``slot`` to a finite result? (exp(-inf) = 0,
+    1/inf = 0, atan(inf) = pi/2.) Probed with non-finite values against a spread of partners."""
+    bad = np.array([np.nan, np.inf, -np.inf])
+    partners = np.array([0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, 1e-300, -1e300, 1e300, np.inf, -np.inf, np.nan])
+    cols = []
+    for i in range(prim.arity):
+        cols.append(bad[:, None] if i == slot else partners[None, :])
+    args = np.broadcast_arrays(*cols) if prim.arity > 1 else [bad]
+    with np.errstate(all="ignore"):
+        out = np.asarray(prim.f64(*args, **params), dtype=np.float64)
+    return bool(np.isfinite(out).any())
+
+
+def _lower(tr: _Trace, outputs: list[Value], checks: list[Value], guarded: list[Value]) -> Program:
+    """Dead-code elimination, the finiteness sum, and buffers by liveness."""
+    check_terms = [c for c in dict.fromkeys([*guarded, *checks], None) if isinstance(c, _Sym)]
+    chk = _sum(check_terms) if check_terms else 0.0
+    instrs = tr.instrs
+    producer = {out: k for k, (_, out, _, _) in enumerate(instrs)}
+    roots = [o.id for o in [*outputs, chk] if isinstance(o, _Sym)]
+    live = set()
+    stack = list(roots)
+    while stack:
+        s = stack.pop()
+        if s in live:
+            continue
+        live.add(s)
+        k = producer.get(s)
+        if k is not None:
+            stack.extend(a.id for a in instrs[k][2] if isinstance(a, _Sym))
+    kept = [ins for ins in instrs if ins[1] in live]
+    inputs = sorted(tr.var_names)
+    return _assemble(tr, kept, inputs, outputs, chk)
+
+
+def _assemble(tr: _Trace, kept: list[Any], var_slots: list[int], outputs: list[Value], chk: Value) -> Program:
+    names = tr.var_names
+    env: dict[Any, int] = {}
+    inputs = []
+    for s in var_slots:
+        env[s] = len(inputs)
+        inputs.append(names[s])
+    consts: list[float] = []
+
+    def const_index(c: float) -> int:
+        key = ("c", float(c).hex())
+        if key not in env:
+            env[key] = -1 - len(consts)  # fixed below
+            consts.append(float(c))
+        return env[key]
+
+    for _, _, args, _ in kept:
+        for a in args:
+            if not isinstance(a, _Sym):
+                const_index(a)
+    for o in [*outputs, chk]:
+        if not isinstance(o, _Sym):
+            const_index(o)
+    base = len(inputs)
+    for key, idx in list(env.items()):
+        if idx < 0:
+            env[key] = base + (-1 - idx)
+    first_buf = base + len(consts)
+    last_use: dict[int, int] = {}
+    for k, (_, _, args, _) in enumerate(kept):
+        for a in args:
+            if isinstance(a, _Sym):
+                last_use[a.id] = k
+    pinned = {o.id for o in [*outputs, chk] if isinstance(o, _Sym)}
+    free: list[int] = []
+    nbuf = 0
+    code = []
+    for k, (prim, out, args, ps) in enumerate(kept):
+        idx = tuple(env[a.id] if isinstance(a, _Sym) else env[("c", float(a).hex())] for a in args)
+        # buffers whose last reader is this instruction can take its result (elementwise kernels)
+        for a in dict.fromkeys(a.id for a in args if isinstance(a, _Sym)):
+            if last_use.get(a) == k and a not in pinned and env[a] >= first_buf:
+                free.append(env[a])
+        if free:
+            buf = free.pop()
+        else:
+            buf = first_buf + nbuf
+            nbuf += 1
+        env[out] = buf
+        inplace = prim.f64_into is not None
+        code.append((prim.f64_into if inplace else prim.f64, inplace, buf, idx, dict(ps)))
+
+    def index(o: Value) -> int:
+        return env[o.id] if isinstance(o, _Sym) else env[("c", float(o).hex())]
+
+    return Program(tuple(inputs), tuple(consts), nbuf, tuple(code), tuple(index(o) for o in outputs), index(chk))
+
+
+def _forward(graph: Graph, tr: _Trace, variables: dict[str, Any], lift: Callable[[Value], Any],
+             apply: Callable[..., Any]) -> tuple[list[Any], list[Value]]:
+    """Trace the graph's nodes; also the values to check (inputs of absorbing kernels, sinks)."""
+    vals: list[Any] = []
+    checks: list[Value] = []
+    consumers = [0] * len(graph.nodes)
+    for node in graph.nodes:
+        for j in node.inputs:
+            consumers[j] += 1
+    for i, node in enumerate(graph.nodes):
+        if node.op == "var":
+            vals.append(variables[node.name])
+            continue
+        if node.op == "const":
+            vals.append(lift(ops.F64.scalar(node.value)))
+            continue
+        prim = ops.REGISTRY[node.op]
+        params = _params(node.params)
+        vals.append(apply(node.op, tuple(vals[j] for j in node.inputs), params))
+        for slot, j in enumerate(node.inputs):
+            if graph.nodes[j].op != "const" and _absorbs(prim, tuple(sorted(params.items())), slot):
+                checks.append(_primal(vals[j]))
+        if consumers[i] == 0:
+            checks.append(_primal(vals[i]))
+    return vals, checks
+
+
+def _primal(v: Any) -> Value:
+    return v.v if isinstance(v, _Dual) else v
+
+
+@lru_cache(maxsize=256)
+def _absorbs(prim: ops.Primitive, params: tuple[tuple[str, Any], ...], slot: int) -> bool:
+    return _probe_absorbs(prim, dict(params), slot)
+
+
+def _params(params: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    return {k: (ops.F64.scalar(v) if k == "p" else v) for k, v in params}
+
+
+def _depends(graph: Graph, wrt: Sequence[str]) -> list[bool]:
+    out: list[bool] = []
+    for node in graph.nodes:
+        out.append(node.name in wrt if node.op == "var" else any(out[j] for j in node.inputs))
+    return out
+
+
+def _reverse(graph: Graph, vals: list[Any], seed: Any, T: Any, wrt: Sequence[str]) -> list[Any]:
+    """The reverse sweep with the registry's rules, as the tape does it: nodes in reverse order, only
+    those depending on ``wrt``, cotangents added in the order they arrive."""
+    dep = _depends(graph, wrt)
+    adjoint: list[Any] = [None] * len(graph.nodes)
+    adjoint[graph.output] = seed
+    for i in range(len(graph.nodes) - 1, -1, -1):
+        node, g = graph.nodes[i], adjoint[i]
+        if g is None or node.op in ("var", "const") or not dep[i]:
+            continue
+        cts = ops.REGISTRY[node.op].vjp(T, g, vals[i], *(vals[j] for j in node.inputs), **_params(node.params))
+        for j, ct in zip(node.inputs, cts):
+            if ct is None or not dep[j]:
+                continue
+            adjoint[j] = ct if adjoint[j] is None else adjoint[j] + ct
+    return adjoint
+
+
+@lru_cache(maxsize=64)
+def compile_gradient(graph: Graph, wrt: tuple[str, ...]) -> Program:
+    """Outputs: f, then df/dw for each w in ``wrt``."""
+    tr = _Trace()
+    variables = {name: tr.variable(name) for name in graph.variables}
+    vals, checks = _forward(graph, tr, variables, lambda c: c, _sym_apply)
+    adjoint = _reverse(graph, vals, 1.0, _SYM_T, wrt)
+    index = {node.name: i for i, node in enumerate(graph.nodes) if node.op == "var"}
+    grads = [adjoint[index[w]] if w in index and adjoint[index[w]] is not None else 0.0 for w in wrt]
+    return _lower(tr, [vals[graph.output], *grads], [vals[graph.output], *grads], checks)
+
+
+@lru_cache(maxsize=64)
+def compile_hessian(graph: Graph, wrt: tuple[str, ...]) -> Program:
+    """Outputs: the entries (i, j), i <= j, row by row (forward-over-reverse, all directions at once)."""
+    n = len(wrt)
+    tr = _Trace()
+    variables = {name: _Dual(tr.variable(name), tuple(1.0 if w == name else None for w in wrt))
+                 for name in graph.variables}
+    vals, checks = _forward(graph, tr, variables, lambda c: _Dual(c, (None,) * n), _dual_apply)
+    seed = _Dual(1.0, (None,) * n)
+    adjoint = _reverse(graph, vals, seed, _DUAL_T, wrt)
+    index = {node.name: i for i, node in enumerate(graph.nodes) if node.op == "var"}
+    entries: list[Value] = []
+    for i in range(n):
+        for j in range(i, n):
+            a = adjoint[index[wrt[j]]] if wrt[j] in index else None
+            t = a.t[i] if isinstance(a, _Dual) else None
+            entries.append(0.0 if t is None else t)
+    return _lower(tr, entries, [_primal(vals[graph.output]), *entries], checks)
+
+
+# ---- running ------------------------------------------------------------------------------------------
+def run(prog: Program, point: dict[str, np.ndarray], npoints: int, sink: Callable[[int, int, list[Any]], None],
+        *, threads: int | None = None, block: int | None = None) -> np.ndarray:
+    """Run ``prog`` over every point, block by block on a pool of threads; ``sink(p0, p1, values)``
+    receives each block's output values (arrays or floats; the buffers are reused right after).
+    Returns the suspect rows (a value to check was not finite)."""
+    size = int(block or BLOCK)
+    nblocks = max(1, math.ceil(npoints / size))
+    nthreads = min(threads_from(threads), nblocks)
+    suspect = np.zeros(npoints, dtype=bool)
+    arrays = [np.ascontiguousarray(np.broadcast_to(np.asarray(point[name], dtype=np.float64), (npoints,)))
+              for name in prog.inputs]
+
+    def work(first: int) -> None:
+        bufs = [np.empty(size) for _ in range(prog.nbuf)]
+        fin = np.empty(size, dtype=bool)
+        env: list[Any] = [None] * len(prog.inputs) + list(prog.consts) + bufs
+        nin = len(prog.inputs)
+        base = nin + len(prog.consts)
+        with np.errstate(all="ignore"):
+            for b in range(first, nblocks, nthreads):
+                p0, p1 = b * size, min(npoints, (b + 1) * size)
+                m = p1 - p0
+                for k in range(nin):
+                    env[k] = arrays[k][p0:p1]
+                if m != size:
+                    for k in range(prog.nbuf):
+                        env[base + k] = bufs[k][:m]
+                for fn, inplace, out, args, params in prog.code:
+                    if inplace:
+                        fn(*[env[a] for a in args], out=env[out], **params)
+                    else:
+                        env[out][...] = fn(*[env[a] for a in args], **params)
+                sink(p0, p1, [env[o] for o in prog.outputs])
+                chk = env[prog.check]
+                if isinstance(chk, np.ndarray):
+                    np.isfinite(chk, out=fin[:m])
+                    np.logical_not(fin[:m], out=suspect[p0:p1])
+                elif not math.isfinite(chk):
+                    suspect[p0:p1] = True
+
+    if nthreads == 1:
+        work(0)
+    else:
+        with ThreadPoolExecutor(max_workers=nthreads, thread_name_prefix="gradcli-batch") as pool:
+            for f in [pool.submit(work, t) for t in range(nthreads)]:
+                f.result()
+    return suspect
+
+
+def gradient(graph: Graph, wrt: Sequence[str], point: dict[str, np.ndarray], npoints: int, *,
+             threads: int | None = None, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """df/dw for every w in ``wrt`` at every point, shape (P, len(wrt)), and the suspect rows."""
+    prog = compile_gradient(graph, tuple(wrt))
+    out = np.empty((npoints, len(wrt)))
+
+    def sink(p0: int, p1: int, values: list[Any]) -> None:
+        for j, v in enumerate(values[1:]):
+            out[p0:p1, j] = v
+
+    return out, run(prog, point, npoints, sink, threads=threads, block=block)
+
+
+def hessian(graph: Graph, wrt: Sequence[str], point: dict[str, np.ndarray], npoints: int, *,
+            threads: int | None = None, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The Hessian along ``wrt`` at every point, shape (P, n, n), exactly symmetric, and the suspects."""
+    n = len(wrt)
+    prog = compile_hessian(graph, tuple(wrt))
+    out = np.empty((npoints, n, n))
+    pairs = [(i, j) for i in range(n) for j in range(i, n)]
+
+    def sink(p0: int, p1: int, values: list[Any]) -> None:
+        for (i, j), v in zip(pairs, values):
+            out[p0:p1, i, j] = v
+            if i != j:
+                out[p0:p1, j, i] = v
+
+    return out, run(prog, point, npoints, sink, threads=threads, block=block)
