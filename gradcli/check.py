@@ -8,7 +8,6 @@ precision) of the plain forward evaluation, which shares no derivative code with
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import mpmath
 import numpy as np
 import sympy
 
+from . import ops
 from .graph import Graph
 
 __all__ = ["CheckResult", "CheckBatch", "Oracle", "close", "rel_err", "rel_err_many", "symbolic_derivative",
@@ -101,7 +101,8 @@ def _evaluate(d: sympy.Expr, point: dict[str, Any], dps: int) -> Any:
     from .parse import symbol
 
     # evalf with subs (not xreplace first) so that its adaptive precision absorbs cancellation
-    subs = {symbol(k): sympy.Float(mpmath.mpf(v), dps) for k, v in point.items()}
+    # exact constants (--at x=pi/2) stay exact: the witness is evaluated where the certificate was
+    subs = {symbol(k): v if isinstance(v, sympy.Basic) else sympy.Float(mpmath.mpf(v), dps) for k, v in point.items()}
     val = d.evalf(dps, subs=subs)
     if not val.is_number:
         return mpmath.mpf("nan")
@@ -114,6 +115,10 @@ def _evaluate(d: sympy.Expr, point: dict[str, Any], dps: int) -> Any:
         return mpmath.mpf("nan")
     with mpmath.workdps(dps):
         return mpmath.mpf(sympy.Float(val, dps)._mpf_)
+
+
+#: The longest wait handed to threading (a --check-timeout of 1e12 s means "no limit" in practice).
+_LONGEST_WAIT = 1e7
 
 
 def _bounded(fn: Callable[[Callable[[], bool]], Any], timeout: float) -> tuple[bool, Any]:
@@ -133,7 +138,7 @@ def _bounded(fn: Callable[[Callable[[], bool]], Any], timeout: float) -> tuple[b
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
-    thread.join(max(timeout, 0.0))
+    thread.join(min(max(timeout, 0.0), _LONGEST_WAIT))  # threading refuses waits past time_t
     if thread.is_alive():
         expired.set()
         return False, None
@@ -468,36 +473,10 @@ def _elementwise(fn: Callable[..., Any], nargs: int) -> Callable[..., np.ndarray
     return call
 
 
-def _dirac_f64(x: Any, k: Any = 0) -> np.ndarray:
-    # DiracDelta (from derivatives of abs, sign, min, max) is 0 away from its root, undefined at it
-    x = np.asarray(x, dtype=np.float64)
-    return np.where(x == 0, np.nan, 0.0)
-
-
-def _dirac_mp(x: Any, k: Any = 0) -> Any:
-    return mpmath.mpf("nan") if x == 0 else mpmath.mpf(0)
-
-
-def _loggamma_mp(x: Any) -> Any:
-    return mpmath.loggamma(x) if x > 0 else mpmath.mpf("nan")
-
-
-#: Names sympy's numpy printer leaves to the namespace: every function that ops.FUNCTIONS or their
-#: derivatives can produce and numpy lacks.
-_NUMPY_EXTRA: dict[str, Any] = {
-    "erf": _elementwise(math.erf, 1),
-    "erfc": _elementwise(math.erfc, 1),
-    "gamma": _elementwise(math.gamma, 1),
-    "lgamma": _elementwise(lambda x: math.lgamma(x) if x > 0 else float("nan"), 1),
-    "loggamma": _elementwise(lambda x: math.lgamma(x) if x > 0 else float("nan"), 1),
-    "polygamma": _elementwise(lambda n, x: mpmath.psi(int(n), x), 2),
-    "DiracDelta": _dirac_f64,
-}
-_MPMATH_EXTRA: dict[str, Any] = {
-    "polygamma": lambda n, x: mpmath.psi(int(n), x),
-    "loggamma": _loggamma_mp,
-    "DiracDelta": _dirac_mp,
-}
+#: Names sympy's numpy / mpmath printers leave to lambdify's namespace: every function that
+#: ops.FUNCTIONS or their derivatives can produce and numpy (mpmath) lacks, from the registry's entries.
+_NUMPY_EXTRA: dict[str, Any] = {name: fn for p in ops.REGISTRY.values() for name, fn in p.numpy}
+_MPMATH_EXTRA: dict[str, Any] = {name: fn for p in ops.REGISTRY.values() for name, fn in p.mpmath}
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import mpmath
 import numpy as np
+import sympy
 
 from . import ops
 from .certify import Certificate, Group, Outcome, certify, estimate_flags, perturb
@@ -263,6 +264,15 @@ DIRECT_ROWS = 64
 SAMPLE_ROWS = 8
 
 
+def _exact_column(chunk: Chunk, name: str, values: np.ndarray) -> np.ndarray:
+    exact = chunk.exact.get(name)
+    if exact is None or not isinstance(exact, sympy.Basic) or exact.is_Float:
+        return values
+    out = np.empty(1, dtype=object)
+    out[0] = exact
+    return out
+
+
 def _shape(job: Job) -> tuple[int, ...]:
     """One row's value shape: () for d, (n,) for grad and taylor, (m, n) for hessian and jacobian."""
     k = len(job.wrt)
@@ -393,6 +403,8 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
         checks = []
         for j, (key, prep, wrt) in enumerate(_entries(job)):
             pts = {k: v for k, v in chunk.values.items() if k in prep.variables or k in wrt}
+            if n == 1:  # one point: the witness sees the exact values the certificate saw
+                pts = {k: _exact_column(chunk, k, v) for k, v in pts.items()}
             oracle = job.oracle(key, prep, wrt)
             checks.append(oracle.check_many(pts, flat[:, j], tol=tol, dps=dps, mask=~bad))
     return Block(job, chunk, values, extra, bad, fails, checks, certs, errors)
