@@ -29,7 +29,8 @@ _LAZY: dict[str, tuple[str, str]] = {
                                            "sqrt", "square")},
     **{name: ("tensor", f"T.{name}") for name in (
         "abs", "sign", "sin", "cos", "tan", "exp", "log", "asin", "acos", "atan", "atan2",
-        "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "erf", "erfc", "gamma", "loggamma")},
+        "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "erf", "erfc", "gamma", "loggamma", "erfinv", "lambertw",
+        "besselj")},
 }
 
 __all__ = [
@@ -38,7 +39,8 @@ __all__ = [
     "GradcliError", "InputError", "CheckMismatch", "NotFinite", "IOFault", "CheckResult",
     "abs", "sign", "sin", "cos", "tan", "exp", "log", "sqrt", "square",
     "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
-    "erf", "erfc", "gamma", "loggamma", "maximum", "minimum", "reduce_sum", "__version__",
+    "erf", "erfc", "gamma", "loggamma", "erfinv", "lambertw", "besselj", "maximum", "minimum", "reduce_sum",
+    "__version__",
 ]  # fmt: skip
 
 

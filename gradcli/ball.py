@@ -122,11 +122,7 @@ def _sympy_ball(e: sympy.Basic) -> arb:
     prim = ops.BY_SYMPY.get(type(e))
     if prim is None or prim.ball is None:
         return _evalf_ball(e)
-    args = list(e.args)
-    params: dict[str, Any] = {}
-    if prim.params:  # polygamma(n, x): the order is a parameter
-        params = {name: int(a) for name, a in zip(prim.params, args[: len(prim.params)])}
-        args = args[len(prim.params):]
+    params, args = prim.parts(e)  # polygamma(n, x), besselj(nu, x): parameters, then operands
     return _scalar(prim, [_sympy_ball(a) for a in args], params)
 
 

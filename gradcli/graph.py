@@ -114,8 +114,9 @@ def _children(e: sympy.Basic) -> list[sympy.Basic]:
     rewrite = ops.COMPOSITES.get(type(e))
     if rewrite is not None:
         return [rewrite(*e.args)]
-    if isinstance(e, sympy.polygamma):
-        return [e.args[1]]
+    prim = ops.BY_SYMPY.get(type(e))
+    if prim is not None:
+        return list(prim.parts(e)[1])
     return list(e.args)
 
 
@@ -162,15 +163,11 @@ def _lower_one(e: sympy.Basic, b: _Builder, memo: dict[sympy.Basic, int]) -> int
     rewrite = ops.COMPOSITES.get(type(e))
     if rewrite is not None:
         return memo[rewrite(*e.args)]
-    if isinstance(e, sympy.polygamma):
-        order = e.args[0]
-        if not (order.is_Integer and order >= 0):
-            raise InputError(f"polygamma order must be a non-negative integer, got {order}")
-        return b.op("polygamma", memo[e.args[1]], n=int(order))
     prim = ops.BY_SYMPY.get(type(e))
     if prim is None:
         raise InputError(f"unsupported function {type(e).__name__}")
-    return b.op(prim.name, *(memo[a] for a in e.args))
+    params, operands = prim.parts(e)  # polygamma(n, x), besselj(nu, x): parameters, then operands
+    return b.op(prim.name, *(memo[a] for a in operands), **params)
 
 
 def _lower_mul(e: sympy.Mul, b: _Builder, memo: dict[sympy.Basic, int]) -> int:

@@ -42,9 +42,6 @@ MAX_ORDER = 100_000  # total differentiation order accepted by parse_wrt
 
 _CONSTANTS = {"pi": (sympy.pi, mpmath.pi), "E": (sympy.E, mpmath.e)}
 _SYMPY_NAMES = frozenset(name for name in dir(sympy) if len(name) > 1 and name[0].isupper())
-_FACTORIAL_LIKE = frozenset({"gamma", "loggamma"})
-#: functions with poles or a restricted real domain: kept as guards if sympy simplifies them away
-_GUARDED = frozenset({"log", "sqrt", "asin", "acos", "acosh", "atanh", "tan", "gamma", "loggamma", "atan2"})
 _TAKES_ROOTS = frozenset({"sqrt", "exp"})  # exp(log(8)/3) is 2: sympy factors 8 to find that
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9_]*|\*\*|//|\S")
@@ -556,7 +553,7 @@ class _Parser:
             power = ast.BinOp(left=node.args[0], op=ast.Pow(), right=node.args[1])
             return self.build_power(ast.copy_location(power, node))
         fn, args = FUNCTIONS[name], [self.build(arg) for arg in node.args]
-        if name in _FACTORIAL_LIKE and any(a.expr.is_Rational and abs(a.expr) > MAX_GAMMA_ARG for a in args):
+        if fn.factorial_like and any(a.expr.is_Rational and abs(a.expr) > MAX_GAMMA_ARG for a in args):
             raise InputError(
                 f"{name}() at column {column}: an exact argument beyond {MAX_GAMMA_ARG} is too large"
                 f" (write a decimal, e.g. {name}({MAX_GAMMA_ARG}.5), for a numeric value)"
@@ -572,9 +569,9 @@ class _Parser:
             roots += digits
         self.check_size(node, approx, digits, roots, column)
         expr = self.apply(fn, [a.expr for a in args], column)
-        if name in _FACTORIAL_LIKE:  # an exact factorial may have come out
+        if fn.factorial_like:  # an exact factorial may have come out
             digits += _exact_digits(expr)
-        if name in _GUARDED and expr.free_symbols:
+        if fn.guarded and expr.free_symbols:  # poles or a restricted domain: kept if sympy folds it away
             self.guards.append(expr)
         if name == "log":  # log(x, b) = log(x)/log(b), which sympy may fold (log(x, x) is 1)
             for a in args:  # log(1, -1) is 0/(i pi) = 0 for sympy; log(x, y - y) has base 0

@@ -10,17 +10,11 @@ import sys
 
 import pytest
 import sympy
+from conftest import run
 
-from gradcli.cli import main
 from gradcli.parse import symbol
 
 x, y = symbol("x"), symbol("y")
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def exact(expr: sympy.Expr, wrt: list[sympy.Symbol], **at: float) -> float:

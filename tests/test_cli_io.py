@@ -11,17 +11,10 @@ import subprocess
 import sys
 
 import pytest
-
-from gradcli.cli import main
+from conftest import run
 
 GRADCLI = shutil.which("gradcli")
 ARGV0 = [GRADCLI] if GRADCLI else [sys.executable, "-m", "gradcli"]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def shell(command: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -16,18 +16,12 @@ import subprocess
 import mpmath
 import pytest
 import sympy
+from conftest import run
 
 import gradcli
-from gradcli.cli import main
 from gradcli.parse import symbol
 
 x, y = symbol("x"), symbol("y")
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def significant_digits(text: str) -> int:

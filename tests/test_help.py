@@ -11,18 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run
 
 import gradcli
-from gradcli.cli import cli, main
+from gradcli.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = sorted(cli.commands)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def examples(help_text: str) -> list[tuple[list[str], str | None]]:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run
 
-from gradcli.cli import main
 from gradcli.render import JSON_SCHEMA
 
 _TYPES = {
@@ -97,12 +97,6 @@ COMMANDS = [
     ["taylor", "exp(x)*y", "--wrt", "x", "--order", "4"],
 ]
 EXTRAS = [[], ["--digits", "25"], ["--no-check"], ["--show-symbolic"]]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("extra", EXTRAS, ids=lambda e: " ".join(e) or "default")

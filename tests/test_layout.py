@@ -8,16 +8,9 @@ from pathlib import Path
 
 import pytest
 import sympy
+from conftest import run
 
-from gradcli.cli import main
 from gradcli.render import SYMBOLIC_SEP
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 COMMANDS = [
     (["d", "x**2*y", "--wrt", "x,y"], 1),

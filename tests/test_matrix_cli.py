@@ -12,10 +12,10 @@ import mpmath
 import numpy as np
 import pytest
 import sympy
+from conftest import run
 
 from gradcli import commands, ops
 from gradcli.check import close
-from gradcli.cli import main
 from gradcli.commands import Chunk, Job, evaluate_chunk
 from gradcli.derive import point_arrays, prepare
 
@@ -23,12 +23,6 @@ X, Y, Z = sympy.symbols("x y z", real=True)
 SYMS = {"x": X, "y": Y, "z": Z}
 SEED_F = 2 * X**3 + 5 * Y**2 + 11 * X + 5
 SEED_G = 2 * X**3 + 5 * Y**2 + 11 * X * Y + 5
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def value(expr: sympy.Expr, wrt: list[str], point: dict[str, float]) -> float:

@@ -62,8 +62,11 @@ UNARY = {
     "sinh": sympy.sinh, "cosh": sympy.cosh, "tanh": sympy.tanh,
     "asinh": sympy.asinh, "acosh": sympy.acosh, "atanh": sympy.atanh,
     "abs": sympy.Abs, "sign": sympy.sign, "erf": sympy.erf, "erfc": sympy.erfc,
-    "gamma": sympy.gamma, "loggamma": sympy.loggamma,
+    "gamma": sympy.gamma, "loggamma": sympy.loggamma, "erfinv": sympy.erfinv, "lambertw": sympy.LambertW,
+    "besselj": lambda a: sympy.besselj(sympy.Rational(1, 3), a),
 }
+#: functions with a constant parameter first: its text in EXPR (besselj(1/3, x)), the value in UNARY
+PARAMETER = {"besselj": "1/3, "}
 BINARY = {
     "atan2": sympy.atan2,
     "min": sympy.Min,
@@ -90,7 +93,10 @@ class Tree:
         expression has no value, even where sympy folds it into one (abs(acos(2)), 1/(1/0))."""
         defined = all(p.defined for p in parts) and not expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)
         if defined and not expr.free_symbols:
-            defined = _finite_real(sympy.N(expr, 30)) is not None
+            try:
+                defined = _finite_real(sympy.N(expr, 30)) is not None
+            except ValueError:  # sympy's evalf lets mpmath's domain error out (erfinv(2))
+                defined = False
         return Tree(text, expr, defined, parts, guard)
 
     def __repr__(self) -> str:  # what hypothesis prints for a failing example
@@ -121,11 +127,12 @@ leaves = st.one_of(
 )
 
 
-GUARDED = {"log", "sqrt", "asin", "acos", "acosh", "atanh", "tan", "gamma", "loggamma", "atan2"}
+GUARDED = {"log", "sqrt", "asin", "acos", "acosh", "atanh", "tan", "gamma", "loggamma", "atan2", "erfinv", "lambertw",
+           "besselj"}
 
 
 def _unary(name: str, a: Tree) -> Tree:
-    return Tree.of(f"{name}({a.text})", UNARY[name](a.expr), a, guard=name in GUARDED)
+    return Tree.of(f"{name}({PARAMETER.get(name, '')}{a.text})", UNARY[name](a.expr), a, guard=name in GUARDED)
 
 
 def _binary_fn(name: str, a: Tree, b: Tree) -> Tree:
@@ -261,6 +268,12 @@ def _edges(node: sympy.Basic) -> list[tuple[sympy.Expr, tuple[int, ...]]]:
         return [(node.args[0], (1, -1))]
     if isinstance(node, sympy.acosh):
         return [(node.args[0], (1,))]
+    if isinstance(node, sympy.erfinv):
+        return [(node.args[0], (1, -1))]
+    if isinstance(node, sympy.LambertW):
+        return [(node.args[0] * sympy.E, (-1,))]
+    if isinstance(node, sympy.besselj) and not node.args[0].is_Integer:
+        return [(node.args[1], (0,))]
     if isinstance(node, sympy.atan2):
         return [(sympy.Abs(node.args[0]) + sympy.Abs(node.args[1]), (0,))]
     if isinstance(node, sympy.Pow) and not (node.exp.is_Integer and node.exp >= 0):

@@ -547,8 +547,10 @@ FUNCTIONS = {
     "asinh": (sympy.asinh, 0.3), "acosh": (sympy.acosh, 1.3), "atanh": (sympy.atanh, 0.3),
     "abs": (sympy.Abs, -0.3), "sign": (lambda v: sympy.sign(v) * v**2, -0.3),
     "erf": (sympy.erf, 0.3), "erfc": (sympy.erfc, 0.3), "gamma": (sympy.gamma, 0.3),
-    "loggamma": (sympy.loggamma, 0.3),
+    "loggamma": (sympy.loggamma, 0.3), "erfinv": (sympy.erfinv, 0.3), "lambertw": (sympy.LambertW, 0.3),
 }
+#: functions with a constant parameter (besselj(nu, x)): ``gradcli.besselj(x, nu=...)``
+PARAMETRIC = {"besselj": (lambda v: sympy.besselj(sympy.Rational(1, 3), v), {"nu": sympy.Rational(1, 3)}, 1.3)}
 BINARY = {"atan2": sympy.atan2, "min": sympy.Min, "max": sympy.Max}
 TF_NAMES = {"min": "minimum", "max": "maximum"}
 
@@ -558,7 +560,17 @@ def test_every_function_of_the_expression_syntax_is_a_gradcli_function() -> None
         public = TF_NAMES.get(name, name)
         assert public in gradcli.__all__, public
         assert callable(getattr(gradcli, public))
-    assert set(ops.FUNCTIONS) == set(FUNCTIONS) | set(BINARY)
+    assert set(ops.FUNCTIONS) == set(FUNCTIONS) | set(BINARY) | set(PARAMETRIC)
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETRIC))
+def test_each_function_with_a_parameter_differentiates_like_sympy(name: str) -> None:
+    sym, params, x0 = PARAMETRIC[name]
+    x = gradcli.Variable(x0)
+    with gradcli.Tape(persistent=True) as tape:
+        y = getattr(gradcli, name)(x, **params)
+    assert agrees(y, sym(X).evalf(30, subs={X: sympy.Float(x0, 30)}), 1e-14)
+    assert agrees(tape.gradient(y, x), exact(sym(X), [X], x=x0), 1e-13)
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
