@@ -9,7 +9,8 @@ median of repeated runs, no symbolic check):
   * the float64 Taylor engine alone (uncertified, what gradcli printed before certification);
   * the whole evaluation stage, float64 engine + ball certificate (``commands.evaluate_block``);
   * ``--digits 50`` at k = 300 (balls alone).
-Targets: certified k=100 within 3 ms, k=1000 within 100 ms, --digits 50 at k=300 within 30 ms.
+Targets: certified k=100 within 3 ms, k=1000 within 100 ms, --digits 50 at k=300 within 30 ms; a
+compiled call (``gradcli.compile(F1).derivative``, issue 10) within 100 us at k=8 and 300 us at k=64.
 
 --points: ``bench_pipeline.py``'s task (10^6 random rows of d/dx d/dy of x*exp(-(x^2+y^2))*sin(3*y)) run
 against its numpy + lambdify baseline in the same run: gradcli with --no-check (certificates only)
@@ -61,6 +62,11 @@ def single_point(repeat: int) -> dict[str, float]:
         block = evaluate_block(job, chunk)
         out[f"value k={k}"] = float(block.values[0])
         out[f"bits k={k}"] = block.certs[0][0].bits
+    import gradcli
+
+    f = gradcli.compile(F1)
+    for k in (8, 64):
+        out[f"compiled k={k}"] = _median_ms(lambda k=k: f.derivative(f"x:{k}", {"x": 0.5}), 10 * repeat)
     with precision(50) as bk:
         pts, n = point_arrays(at, bk)
         job = Job("d", (prep,), ("x",) * 300, bk, digits=50, check=False)
@@ -101,10 +107,14 @@ def main() -> int:
         print(f"  k={k:<5} float64 only {sp[f'float64 k={k}']:8.2f} ms   certified {sp[f'certified k={k}']:8.2f} ms"
               f"   ({sp[f'bits k={k}']} bits)   f^(k) = {sp[f'value k={k}']:.6e}")
     print(f"  --digits 50, k=300: {sp['digits 50 k=300']:.2f} ms")
+    print(f"  gradcli.compile(F1).derivative (certified, whole API call): k=8 {sp['compiled k=8'] * 1e3:.0f} us, "
+          f"k=64 {sp['compiled k=64'] * 1e3:.0f} us")
     targets = [
         ("certified k=100 within 3 ms", sp["certified k=100"], 3.0),
         ("certified k=1000 within 100 ms", sp["certified k=1000"], 100.0),
         ("--digits 50 at k=300 within 30 ms", sp["digits 50 k=300"], 30.0),
+        ("compiled call k=8 within 0.1 ms", sp["compiled k=8"], 0.1),
+        ("compiled call k=64 within 0.3 ms", sp["compiled k=64"], 0.3),
     ]
     if not args.skip_points:
         pr = points(args.rows)

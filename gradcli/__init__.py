@@ -21,9 +21,11 @@ __version__ = "0.1.0"
 #: public name -> (module, attribute); the elementwise functions are ``tensor.T``'s, recorded by the
 #: active tapes (one per user-facing primitive of the registry: tests check that none is missing).
 _LAZY: dict[str, tuple[str, str]] = {
-    **{name: ("api", name) for name in ("derivative", "gradient", "hessian", "jacobian", "taylor")},
+    **{name: ("api", name) for name in ("derivative", "gradient", "hessian", "jacobian", "taylor", "compile",
+                                        "Compiled")},
     "CheckResult": ("check", "CheckResult"),
-    **{name: ("errors", name) for name in ("CheckMismatch", "GradcliError", "InputError", "NotFinite", "IOFault")},
+    **{name: ("errors", name) for name in ("CheckMismatch", "GradcliError", "InputError", "NotFinite", "IOFault",
+                                           "Uncertified")},
     **{name: ("tape", name) for name in ("GradientTape", "Tape", "TapeError", "UnconnectedGradients")},
     **{name: ("tensor", name) for name in ("Tensor", "Variable", "constant", "maximum", "minimum", "reduce_sum",
                                            "sqrt", "square")},
@@ -34,9 +36,9 @@ _LAZY: dict[str, tuple[str, str]] = {
 }
 
 __all__ = [
-    "derivative", "gradient", "hessian", "jacobian", "taylor",
+    "derivative", "gradient", "hessian", "jacobian", "taylor", "compile", "Compiled",
     "Tape", "GradientTape", "TapeError", "UnconnectedGradients", "Tensor", "Variable", "constant",
-    "GradcliError", "InputError", "CheckMismatch", "NotFinite", "IOFault", "CheckResult",
+    "GradcliError", "InputError", "CheckMismatch", "NotFinite", "IOFault", "Uncertified", "CheckResult",
     "abs", "sign", "sin", "cos", "tan", "exp", "log", "sqrt", "square",
     "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
     "erf", "erfc", "gamma", "loggamma", "erfinv", "lambertw", "besselj", "maximum", "minimum", "reduce_sum",

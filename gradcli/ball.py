@@ -52,6 +52,14 @@ def coeff(s: arb_series, k: int) -> arb:
     return c[k] if k < len(c) else arb(0)
 
 
+def clean(s: arb_series) -> bool:
+    """No undefined coefficient in ``s``. Undefined derivatives come as nan tails (every coefficient from
+    some order on: a rule's "no derivatives here", or FLINT spreading a nan upward through products and
+    compositions), so the first and the last stored coefficients tell."""
+    c = s.coeffs()
+    return not c or (c[0].is_finite() and c[-1].is_finite())
+
+
 def nan_series(n: int) -> arb_series:
     return arb_series([arb.nan()] * n, prec=n)
 
@@ -194,7 +202,7 @@ class _Univariate:
 
     @staticmethod
     def finite(s: arb_series) -> bool:
-        return all(finite(c) for c in s.coeffs())
+        return clean(s)
 
 
 class _Ring:
@@ -275,7 +283,7 @@ class _Ring:
 
     @staticmethod
     def finite(s: arb_series) -> bool:
-        return all(finite(c) for c in s.coeffs())
+        return clean(s)
 
 
 def _indices(dims: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
@@ -287,11 +295,41 @@ def _indices(dims: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
             yield (i, *rest)
 
 
+#: Per-graph facts computed once (which nodes move for a set of variables, constants as balls at a
+#: precision): graphs are immutable, and a compiled expression's calls reuse them. Keyed by identity.
+_FACTS: dict[int, tuple[Graph, dict[Any, Any]]] = {}
+
+
+def facts(graph: Graph) -> dict[Any, Any]:
+    """A cache dict that lives as long as ``graph`` is in use (bounded: cleared past 256 graphs)."""
+    hit = _FACTS.get(id(graph))
+    if hit is not None and hit[0] is graph:
+        return hit[1]
+    if len(_FACTS) >= 256:
+        _FACTS.clear()
+    found: dict[Any, Any] = {}
+    _FACTS[id(graph)] = (graph, found)
+    return found
+
+
 def _moving(graph: Graph, names: set[str]) -> list[bool]:
-    moves: list[bool] = []
-    for node in graph.nodes:
-        moves.append(node.name in names if node.op == "var" else any(moves[j] for j in node.inputs))
-    return moves
+    cache = facts(graph)
+    key = ("moving", frozenset(names))
+    if key not in cache:
+        moves: list[bool] = []
+        for node in graph.nodes:
+            moves.append(node.name in names if node.op == "var" else any(moves[j] for j in node.inputs))
+        cache[key] = moves
+    return cache[key]
+
+
+def _constant(graph: Graph, i: int) -> arb:
+    """Node i's constant as a ball at the working precision (computed once per precision)."""
+    cache = facts(graph)
+    key = ("const", i, ctx.prec)
+    if key not in cache:
+        cache[key] = constant(graph.nodes[i].value)
+    return cache[key]
 
 
 def _walk(graph: Graph, alg: Any, point: dict[str, arb], seeds: dict[str, arb_series]) -> Enclosure:
@@ -313,7 +351,7 @@ def _walk(graph: Graph, alg: Any, point: dict[str, arb], seeds: dict[str, arb_se
             values.append(seeds[node.name] if node.name in seeds else alg.const(v))
             continue
         if node.op == "const":
-            v = constant(node.value)
+            v = _constant(graph, i)
             plain.append(v)
             values.append(alg.const(v))
             continue

@@ -122,8 +122,15 @@ RAISED_WORK = 16 * 10**9
 MAX_DIGITS_GAMMA = 1000
 
 
+def _nops(graph: Graph) -> int:
+    cache = ball.facts(graph)
+    if "nops" not in cache:
+        cache["nops"] = max(1, sum(1 for node in graph.nodes if node.op not in ("var", "const")))
+    return cache["nops"]
+
+
 def _work(group: Group, bits: int) -> int:
-    nops = max(1, sum(1 for node in group.graph.nodes if node.op not in ("var", "const")))
+    nops = _nops(group.graph)
     dims = [c + 1 for c in group.counts.values()]
     length = math.prod(2 * d - 1 for d in dims[:-1]) * dims[-1] if len(dims) > 1 else group.order + 1
     return nops * length * max(1, len(dims)) * bits
@@ -132,7 +139,15 @@ def _work(group: Group, bits: int) -> int:
 def _vanishes(group: Group) -> bool:
     from .derive import degree
 
-    return any(n not in group.graph.variables or degree(group.graph, n) < k for n, k in group.counts.items())
+    cache = ball.facts(group.graph)
+    for n, k in group.counts.items():
+        if n not in group.graph.variables:
+            return True
+        if ("degree", n) not in cache:
+            cache[("degree", n)] = degree(group.graph, n)
+        if cache[("degree", n)] < k:
+            return True
+    return False
 
 
 def check_work(group: Group, digits: int | None) -> None:

@@ -265,3 +265,28 @@ def test_derivative_with_check_returns_the_check_result() -> None:
     value, result = gradcli.derivative("x**3", at={"x": 3}, check=True)
     assert value == float(sympy.diff(X**3, X).subs(X, 3))
     assert isinstance(result, gradcli.CheckResult) and result.ok is True
+
+
+def test_compile_gives_the_plain_functions_values() -> None:
+    f = gradcli.compile("2*x**3+5*y**2+11*x*y+5")
+    at = {"x": 5, "y": 2}
+    assert f.derivative("x,x", at) == gradcli.derivative("2*x**3+5*y**2+11*x*y+5", wrt="x,x", at=at) == 60.0
+    assert f.gradient(at).tolist() == [172.0, 75.0]
+    assert f.hessian(at).tolist() == [[60.0, 11.0], [11.0, 10.0]]
+    d, c = f.taylor("x", 3, at)
+    assert d.tolist() == [385.0, 172.0, 60.0, 12.0] and c.tolist() == [385.0, 172.0, 30.0, 2.0]
+
+
+def test_compile_refuses_a_bad_expression_at_once() -> None:
+    with pytest.raises(gradcli.InputError):
+        gradcli.compile("x +* 2")
+
+
+def test_plain_calls_reuse_the_parsed_expression() -> None:
+    from gradcli import api
+
+    api._prepare_text.cache_clear()
+    for _ in range(3):
+        gradcli.derivative("sin(x)*x", at={"x": 1})
+    info = api._prepare_text.cache_info()
+    assert info.misses == 1 and info.hits == 2
