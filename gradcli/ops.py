@@ -74,8 +74,6 @@ class Backend:
             return out
         return np.zeros(shape)
 
-    def factorial(self, k: int) -> Any:
-        return mpmath.factorial(k) if self.is_mp else float(math.factorial(k))
 
 
 F64 = Backend("float64")
@@ -139,7 +137,7 @@ def _np(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
             return fn(*arrays, **params)
 
     # a numpy ufunc also writes into a given array (out=): the entry's f64_into, for gradcli.batch
-    setattr(kernel, "into", fn if isinstance(fn, np.ufunc) else None)
+    kernel.into = fn if isinstance(fn, np.ufunc) else None  # type: ignore[attr-defined]
     return kernel
 
 
@@ -1057,6 +1055,14 @@ def _b_atan2(y: Any, x: Any) -> Any:
     return v - _arb0(v) + _flint.arb.atan2(y0, x0)
 
 
+def _composed(rule: Callable[[Any], Any], coeffs_at: Callable[[Any, int], Any], u: Any) -> Any:
+    """``rule(u)``; a series of one term (a constant) is its value alone, since FLINT refuses to compose
+    with a one-term series (its check sees no constant term to be zero)."""
+    if u.prec == 1:
+        return _flint.arb_series([_arb0(coeffs_at(_arb0(u), 1))], prec=1)
+    return rule(u)
+
+
 def _b_polygamma(u: Any, n: int) -> Any:
     # psi^(n)(u0 + t) = d^(n+1)/dt^(n+1) log Gamma(u0 + t), as (Gamma'/Gamma)^(n), composed with u - u0
     from .ball import compose
@@ -1068,7 +1074,7 @@ def _b_polygamma(u: Any, n: int) -> Any:
             psi = psi.derivative()
         return psi
 
-    return compose(coeffs_at)(u)
+    return _composed(compose(coeffs_at), coeffs_at, u)
 
 
 def _b_erfinv(u: Any) -> Any:
@@ -1131,7 +1137,7 @@ def _b_besselj(u: Any, nu: Any) -> Any:
             a.append(-acc / (x2 * ((m + 1) * (m + 2))))
         return _flint.arb_series(a[:terms], prec=terms)
 
-    return compose(coeffs_at)(u)
+    return _composed(compose(coeffs_at), coeffs_at, u)
 
 
 # ---- the registry ------------------------------------------------------------------------------------

@@ -305,7 +305,6 @@ def test_check_mismatch_names_the_row_and_keeps_every_row(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import gradcli.commands as commands
-
     from gradcli.certify import Outcome
 
     real = commands.certify
@@ -327,7 +326,6 @@ def test_domain_error_outranks_check_failure(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import gradcli.commands as commands
-
     from gradcli.certify import Outcome
 
     real = commands.certify
