@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -410,7 +409,7 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
     return Block(job, chunk, values, extra, bad, fails, checks, certs, errors)
 
 
-def evaluate_chunk(job: Job, chunk: Chunk, deadline: float | None = None) -> Iterator[Row]:
+def evaluate_chunk(job: Job, chunk: Chunk) -> Iterator[Row]:
     """Evaluate one chunk of points and yield a :class:`Row` per point, in order."""
     block = evaluate_block(job, chunk)
     for i in range(chunk.size):
@@ -431,6 +430,3 @@ def expect_mismatch(value: Any, expected: Any, tol: float) -> str | None:
         return None
     return f"expected {expected}, got {value} (rel_err {rel_err(value, expected):.3g} > tol {tol:g})"
 
-
-def now() -> float:
-    return time.monotonic()

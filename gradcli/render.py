@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 import json
 import math
 import sys
@@ -653,16 +652,6 @@ def _mark(c: CheckResult | None) -> str:
     if c.ok:
         return "[green]✓[/]" + (" (mpmath)" if c.method != "sympy" else "")
     return "[red]✗ MISMATCH[/]"
-
-
-def render_to_string(job: Job, rows: list[Row], fmt: str, **kw: Any) -> str:
-    """Render rows into a string (tests, and the Python API's pretty printing)."""
-    buf = io.StringIO()
-    r = Renderer(job, fmt, buf, **kw)
-    for row in rows:
-        r.row(row)
-    r.close()
-    return buf.getvalue()
 
 
 def _plain_block(block: Block) -> str:

@@ -31,9 +31,6 @@ class Failure:
     bad: np.ndarray  # (P,) bool
     culprit: np.ndarray  # (P,) int node index, -1 where fine
 
-    def names(self, graph: Graph) -> list[str]:
-        return [graph.nodes[i].op if i >= 0 else "" for i in self.culprit]
-
 
 def _track(graph: Graph, npoints: int) -> tuple[np.ndarray, np.ndarray, Any]:
     bad = np.zeros(npoints, dtype=bool)
