@@ -1,0 +1,167 @@
+"""The fused many-point evaluator (gradcli.batch) against the plain engine and against sympy."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import sympy
+
+from gradcli import batch, ops
+from gradcli.derive import derivative_values, gradient_values, hessian_values, prepare
+from gradcli.errors import InputError
+
+P = 2 * batch.MIN_POINTS + 123  # the fused path, several blocks below
+HALF = P // 2  # under MIN_POINTS: the plain path
+
+
+def _unary_names() -> list[str]:
+    names = []
+    for name, fn in ops.FUNCTIONS.items():
+        prim = ops.REGISTRY.get(name)
+        if prim is None or prim.params or fn.min_args != fn.max_args or prim.vjp is None:
+            continue
+        names.append(name)
+    return sorted(names)
+
+
+def _random_expr(rng: random.Random, depth: int) -> str:
+    if depth == 0 or rng.random() < 0.2:
+        return rng.choice(["x", "y", "x", "y", "2", "0.5", "3"])
+    kind = rng.random()
+    if kind < 0.45:
+        op = rng.choice(["+", "-", "*", "/", "^2", "^3", "^0.5"])
+        if op.startswith("^"):
+            return f"({_random_expr(rng, depth - 1)}){op}"
+        return f"({_random_expr(rng, depth - 1)}) {op} ({_random_expr(rng, depth - 1)})"
+    name = rng.choice(_unary_names())
+    args = ", ".join(_random_expr(rng, depth - 1) for _ in range(ops.FUNCTIONS[name].min_args))
+    return f"{name}({args})"
+
+
+def _expressions(count: int) -> list[str]:
+    rng = random.Random(14)
+    out: list[str] = []
+    while len(out) < count:
+        text = _random_expr(rng, 3)
+        try:
+            prep = prepare(text)
+        except Exception:  # noqa: BLE001 - a random text may be a constant, 1/0, ...
+            continue
+        if set(prep.variables) == {"x", "y"}:
+            out.append(text)
+    return out
+
+
+def _points(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    # mostly inside the usual domains, some outside (log of a negative, asin beyond 1)
+    return {"x": rng.uniform(-1.2, 2.5, P), "y": rng.uniform(-2.5, 1.2, P)}
+
+
+def _plain(fn, graph, wrt, pts):
+    """The plain engine, in halves small enough that the fused evaluator is not used (rows are independent)."""
+    parts = [fn(graph, wrt, {k: v[a:b] for k, v in pts.items()}, ops.F64, b - a) for a, b in ((0, HALF), (HALF, P))]
+    vals = np.concatenate([p[0] for p in parts])
+    bad = np.concatenate([p[1].bad for p in parts])
+    culprit = np.concatenate([p[1].culprit for p in parts])
+    return vals, bad, culprit
+
+
+EXPRS = _expressions(24)
+
+
+@pytest.mark.parametrize("text", EXPRS)
+def test_fused_gradient_equals_the_plain_engine_bit_for_bit_with_the_same_failures(text: str) -> None:
+    graph = prepare(text).graph
+    pts = _points(len(text))
+    ref, bad, culprit = _plain(gradient_values, graph, ["x", "y"], pts)
+    out, fail = gradient_values(graph, ["x", "y"], pts, ops.F64, P)
+    np.testing.assert_array_equal(fail.bad, bad, err_msg=text)
+    np.testing.assert_array_equal(fail.culprit, culprit, err_msg=text)
+    np.testing.assert_array_equal(out[~bad], ref[~bad], err_msg=text)
+
+
+@pytest.mark.parametrize("text", EXPRS)
+def test_fused_hessian_matches_the_plain_engine_with_the_same_failures(text: str) -> None:
+    graph = prepare(text).graph
+    pts = _points(len(text) + 1)
+    ref, bad, culprit = _plain(hessian_values, graph, ["x", "y"], pts)
+    out, fail = hessian_values(graph, ["x", "y"], pts, ops.F64, P)
+    np.testing.assert_array_equal(fail.bad, bad, err_msg=text)
+    np.testing.assert_array_equal(fail.culprit, culprit, err_msg=text)
+    good = ~bad
+    scale = np.abs(ref[good]).reshape(-1, 4).max(axis=1)[:, None, None]
+    err = np.abs(out[good] - ref[good]) / np.maximum(scale, 1e-300)
+    assert err.max(initial=0.0) <= 1e-13, (text, err.max())
+    np.testing.assert_array_equal(out, np.swapaxes(out, 1, 2))
+
+
+def test_fused_first_derivative_equals_the_plain_engine() -> None:
+    graph = prepare("x*exp(-(x^2+y^2))*sin(3*y)").graph
+    pts = _points(3)
+    ref, _, _ = _plain(lambda g, w, p, bk, n: derivative_values(g, w, p, bk, n), graph, ["y"], pts)
+    out, fail = derivative_values(graph, ["y"], pts, ops.F64, P)
+    assert not fail.bad.any()
+    np.testing.assert_array_equal(out, ref)
+
+
+H = "x*exp(-(x^2+y^2))*sin(3*y)"
+
+
+@pytest.mark.parametrize("text", [H, "log(1 + x^2) * atan(y/x) + sqrt(x^2 + y^2)", "tanh(x*y) / (2 + cos(x))"])
+def test_fused_gradient_and_hessian_agree_with_sympy(text: str) -> None:
+    prep = prepare(text)
+    x, y = sorted(prep.expr.free_symbols, key=str)  # the parser's symbols (with their assumptions)
+    pts = _points(7)
+    pts["x"] = np.abs(pts["x"]) + 0.1
+    grad, fail = gradient_values(prep.graph, ["x", "y"], pts, ops.F64, P)
+    hess, hfail = hessian_values(prep.graph, ["x", "y"], pts, ops.F64, P)
+    assert not fail.bad.any() and not hfail.bad.any()
+    for i, a in enumerate((x, y)):
+        want = sympy.lambdify((x, y), sympy.diff(prep.expr, a), "numpy")(pts["x"], pts["y"])
+        np.testing.assert_allclose(grad[:, i], want, rtol=1e-12, atol=1e-13)
+        for j, b in enumerate((x, y)):
+            want = sympy.lambdify((x, y), sympy.diff(prep.expr, a, b), "numpy")(pts["x"], pts["y"])
+            np.testing.assert_allclose(hess[:, i, j], want, rtol=1e-11, atol=1e-12)
+
+
+def test_threads_and_blocks_do_not_change_values() -> None:
+    graph = prepare(H).graph
+    pts = _points(11)
+    one, s1 = batch.gradient(graph, ["x", "y"], pts, P, threads=1)
+    many, s2 = batch.gradient(graph, ["x", "y"], pts, P, threads=3, block=1000)
+    np.testing.assert_array_equal(one, many)
+    np.testing.assert_array_equal(s1, s2)
+    h1, _ = batch.hessian(graph, ["x", "y"], pts, P, threads=1)
+    h2, _ = batch.hessian(graph, ["x", "y"], pts, P, threads=2, block=777)
+    np.testing.assert_array_equal(h1, h2)
+
+
+def test_gradcli_threads_must_be_a_positive_whole_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADCLI_THREADS", "two")
+    with pytest.raises(InputError, match="GRADCLI_THREADS"):
+        batch.threads_from()
+    monkeypatch.setenv("GRADCLI_THREADS", "3")
+    assert batch.threads_from() == 3
+    assert batch.threads_from(1) == 1
+    with pytest.raises(InputError, match="threads"):
+        batch.threads_from(0)
+
+
+def test_a_few_points_do_not_use_the_fused_evaluator() -> None:
+    graph = prepare("sin(x)*y + 0.25").graph
+    before = batch.compile_gradient.cache_info().misses + batch.compile_gradient.cache_info().hits
+    gradient_values(graph, ["x", "y"], {"x": np.ones(10), "y": np.ones(10)}, ops.F64, 10)
+    after = batch.compile_gradient.cache_info().misses + batch.compile_gradient.cache_info().hits
+    assert after == before
+
+
+def test_a_variable_expr_lacks_has_a_zero_column() -> None:
+    graph = prepare("x^2").graph
+    pts = {"x": np.linspace(-1, 1, P)}
+    out, fail = gradient_values(graph, ["x", "z"], pts, ops.F64, P)
+    np.testing.assert_array_equal(out[:, 0], 2 * pts["x"])
+    np.testing.assert_array_equal(out[:, 1], 0.0)
+    assert not fail.bad.any()
