@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import ops
+from .derive import FUSED_MIN_POINTS
 from .errors import InputError
 from .graph import Graph
 
@@ -43,9 +44,8 @@ __all__ = ["BLOCK", "MIN_POINTS", "Program", "compile_gradient", "compile_hessia
 
 #: Points per block: about 10-20 live buffers of this many float64 stay in a 2 MiB L2 cache.
 BLOCK = 1 << 13
-#: Below this many points the fused evaluator is not used: one call of today's engine costs less than
-#: lowering, a pool and blocking would.
-MIN_POINTS = 4096
+#: Below this many points the fused evaluator is not used (see gradcli.derive).
+MIN_POINTS = FUSED_MIN_POINTS
 
 
 def threads_from(threads: int | None = None) -> int:

@@ -415,12 +415,13 @@ def _failure_of(
 
 
 # ---- the fused evaluator for many float64 points -------------------------------------------------------
-def _fused(bk: ops.Backend, npoints: int) -> bool:
-    """Many float64 points: the fused evaluator; one point or a few keep the plain path (no pool, no
-    blocks, no lowering)."""
-    from .batch import MIN_POINTS
+#: From this many float64 points on, the fused evaluator (gradcli.batch); below, one call of the plain
+#: engine costs less than lowering, a pool and blocking would (and gradcli.batch is not even imported).
+FUSED_MIN_POINTS = 4096
 
-    return not bk.is_mp and npoints >= MIN_POINTS
+
+def _fused(bk: ops.Backend, npoints: int) -> bool:
+    return not bk.is_mp and npoints >= FUSED_MIN_POINTS
 
 
 def _suspects_failure(graph: Graph, out: np.ndarray, suspect: np.ndarray, point: dict[str, np.ndarray],
