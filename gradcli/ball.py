@@ -31,6 +31,7 @@ from flint import arb, arb_series, ctx, fmpq, fmpz
 
 from . import ops
 from .graph import Graph
+from .taylor import ring_rule
 
 __all__ = ["precision", "constant", "univariate", "mixed", "coeff", "Enclosure"]
 
@@ -255,31 +256,18 @@ class _Ring:
     def op(self, prim: ops.Primitive, args: list[arb_series], params: dict[str, Any]) -> arb_series:
         if any(not finite(coeff(a, 0)) for a in args):
             return nan_series(self.length)
-        name = prim.name
-        if name == "add":
-            return args[0] + args[1]
-        if name == "sub":
-            return args[0] - args[1]
-        if name == "neg":
-            return -args[0]
-        if name == "mul":
-            return self.mul(args[0], args[1])
-        if name == "div":
-            return self.mul(args[0], self.lift(ops.POW, args[1], {"p": -1}))
-        if name == "atan2":
-            # the angle-difference form of the univariate rule (ops._b_atan2), in ring arithmetic
-            y, x = args
-            y0, x0 = coeff(y, 0), coeff(x, 0)
-            if y0.contains(0) and not x0 > 0:
-                return nan_series(self.length)
-            q = self.mul(x0 * y - y0 * x, self.lift(ops.POW, x0 * x + y0 * y, {"p": -1}))
-            v = self.lift(ops.REGISTRY["atan"], q, {})
-            return v - coeff(v, 0) + arb.atan2(y0, x0)
-        return self.lift(prim, args[0], params)
+        return ring_rule(self, prim, args, params)
 
     @staticmethod
-    def value(s: arb_series) -> arb:
+    def origin(s: arb_series) -> arb:
         return coeff(s, 0)
+
+    def with_origin(self, v: arb_series, prim: ops.Primitive, y0: arb, x0: arb) -> arb_series:
+        if y0.contains(0) and not x0 > 0:  # atan2's branch cut (and the origin): as ops._b_atan2
+            return nan_series(self.length)
+        return v - coeff(v, 0) + arb.atan2(y0, x0)
+
+    value = origin
 
     @staticmethod
     def finite(s: arb_series) -> bool:

@@ -178,11 +178,14 @@ def _lift(bk: ops.Backend, prim: ops.Primitive, u: np.ndarray, params: dict[str,
     return out
 
 
-def _mrecip(bk: ops.Backend, u: np.ndarray) -> np.ndarray:
-    return _lift(bk, ops.POW, u, {"p": bk.scalar(-1)})
+def ring_rule(ring: Any, prim: ops.Primitive, args: list[Any], params: dict[str, Any]) -> Any:
+    """A primitive in a truncated multivariate ring, for every backend (float64 arrays here, balls in
+    :mod:`gradcli.ball`): sums are termwise, products the ring's, a quotient the product with the lifted
+    reciprocal, atan2 the angle-difference form of its univariate rule (atan2(y0, x0) + atan((x0 y - y0 x)
+    / (x0 x + y0 y))), and every other primitive, unary, is lifted from its univariate Taylor rule.
 
-
-def _multi_rule(bk: ops.Backend, prim: ops.Primitive, args: list[np.ndarray], params: dict[str, Any]) -> np.ndarray:
+    ``ring`` provides ``mul(a, b)``, ``lift(prim, u, params)``, ``origin(a)`` (the constant term) and
+    ``with_origin(v, prim, y0, x0)`` (atan2's value at the point, and its branch cut)."""
     name = prim.name
     if name == "add":
         return args[0] + args[1]
@@ -191,21 +194,43 @@ def _multi_rule(bk: ops.Backend, prim: ops.Primitive, args: list[np.ndarray], pa
     if name == "neg":
         return -args[0]
     if name == "mul":
-        return _mmul(args[0], args[1])
+        return ring.mul(args[0], args[1])
     if name == "div":
-        return _mmul(args[0], _mrecip(bk, args[1]))
+        return ring.mul(args[0], ring.lift(ops.POW, args[1], {"p": -1}))
     if name == "atan2":
-        # the angle-difference form of ops._t_atan2, in ring arithmetic
-        y, x = np.broadcast_arrays(*args)
-        origin = (0,) * (y.ndim - 1)
-        num = x[origin] * y - y[origin] * x
-        den = x[origin] * x + y[origin] * y
-        v = _lift(bk, ops.REGISTRY["atan"], _mmul(num, _mrecip(bk, den)), {})
-        v[origin] = bk.call(prim, y[origin], x[origin])
-        return v
+        y, x = args
+        y0, x0 = ring.origin(y), ring.origin(x)
+        q = ring.mul(x0 * y - y0 * x, ring.lift(ops.POW, x0 * x + y0 * y, {"p": -1}))
+        return ring.with_origin(ring.lift(ops.REGISTRY["atan"], q, {}), prim, y0, x0)
     if prim.arity != 1:
         raise NotImplementedError(f"no multivariate rule for {name}")
-    return _lift(bk, prim, args[0], params)
+    return ring.lift(prim, args[0], params)
+
+
+@dataclass(frozen=True, slots=True)
+class _ArrayRing:
+    """The ring on coefficient arrays of shape (n1+1, ..., nd+1, P) of one backend."""
+
+    bk: ops.Backend
+
+    def mul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return _mmul(a, b)
+
+    def lift(self, prim: ops.Primitive, u: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        return _lift(self.bk, prim, u, {k: (self.bk.scalar(v) if k == "p" else v) for k, v in params.items()})
+
+    @staticmethod
+    def origin(a: np.ndarray) -> np.ndarray:
+        return a[(0,) * (a.ndim - 1)]
+
+    def with_origin(self, v: np.ndarray, prim: ops.Primitive, y0: Any, x0: Any) -> np.ndarray:
+        v = np.array(v)
+        v[(0,) * (v.ndim - 1)] = self.bk.call(prim, y0, x0)
+        return v
+
+
+def _multi_rule(bk: ops.Backend, prim: ops.Primitive, args: list[np.ndarray], params: dict[str, Any]) -> np.ndarray:
+    return ring_rule(_ArrayRing(bk), prim, args, params)
 
 
 def propagate_multi(
