@@ -191,7 +191,7 @@ class Block:
         found = self.certs.get(i)
         if found is not None:
             return found
-        return [_ESTIMATE] * int(np.prod(self.values.shape[1:], dtype=int))
+        return [_ESTIMATE] * (self.values[0].size if self.values.shape[0] else 0)
 
     @property
     def uncertified(self) -> list[int]:

@@ -422,9 +422,9 @@ class Renderer:
         job, d = self.job, self.job.digits
         obj: dict[str, Any] = {
             "command": job.command,
-            "expr": [p.text for p in job.preps],
-            "wrt": compact_wrt(job.wrt),
-            "order": self._order(),
+            "expr": self._json_head[0],
+            "wrt": self._json_head[1],
+            "order": self._json_head[2],
             "at": {k: json_number(v, d) for k, v in row.at.items()},
             "value": _nested(row.value, lambda v: json_number(v, d)),
             "coefficients": (_nested(row.extra["coefficients"], lambda v: json_number(v, d))
@@ -435,6 +435,11 @@ class Renderer:
         }
         self._json_rows += 1
         self.stream.write(json.dumps(obj, allow_nan=False, ensure_ascii=False) + "\n")
+
+    @functools.cached_property
+    def _json_head(self) -> tuple[list[str], str, int]:
+        """The keys every row of a run shares (computed once, not per row)."""
+        return [p.text for p in self.job.preps], compact_wrt(self.job.wrt), self._order()
 
     def _check_json(self, row: Row, *, first: bool) -> dict[str, Any]:
         """The certificate and the symbolic witness, always the same keys (see JSON_SCHEMA)."""
