@@ -187,8 +187,9 @@ def _digits_range() -> click.IntRange:
 FORMATS = ("table", "plain", "json", "csv")
 
 
-def common_options(*, expect: bool = True, check: bool = True) -> Callable[[Any], Any]:
-    """The options every command shares, stacked once."""
+def common_options(*, expect: bool = True, check: bool = True,
+                   formats: tuple[str, ...] = FORMATS) -> Callable[[Any], Any]:
+    """The options every command shares, stacked once (``formats``: taylor adds latex, for --poly)."""
 
     def decorate(f: Any) -> Any:
         opts = [
@@ -201,8 +202,9 @@ def common_options(*, expect: bool = True, check: bool = True) -> Callable[[Any]
                               "variable names, whitespace-separated columns, one headerless column (EXPR of "
                               "one variable), or JSON lines ({\"x\": 1, \"y\": 2} a line); streamed, one "
                               "result per row in input order; --at fills in variables the file lacks."),
-            click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-                         help="Output format (default: table on a terminal, plain otherwise)."),
+            click.option("--format", "fmt", type=click.Choice(formats), default=None,
+                         help="Output format (default: table on a terminal, plain otherwise)"
+                              + ("; latex: the Taylor polynomial (--poly) in LaTeX." if "latex" in formats else ".")),
             click.option("--json", "as_json", is_flag=True, help="Short for --format json."),
         ]
         if check:
@@ -218,6 +220,10 @@ def common_options(*, expect: bool = True, check: bool = True) -> Callable[[Any]
             click.option("--digits", type=_digits_range(), default=None,
                          help="Compute in N significant digits (arbitrary precision) instead of float64."),
             click.option("--show-symbolic", is_flag=True, help="Also print the symbolic derivative."),
+            click.option("--symbolic-format", type=click.Choice(("text", "pretty", "latex")), default=None,
+                         help="How --show-symbolic prints it (implies --show-symbolic): text (sympy's str, the "
+                              "default), pretty (sympy's 2-D drawing: multi-line, so --format table or json "
+                              "only) or latex; JSON's check.symbolic follows it."),
         ]
         if expect:
             opts.append(click.option("--expect", type=ExpectType(), default=None,
@@ -266,13 +272,23 @@ def _note(message: str) -> None:
 
 def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, Any] | None, fmt: str | None,
          as_json: bool, check: bool, tol: float, check_timeout: float, digits: int | None,
-         show_symbolic: bool, expect: Any = None, order: int = 0, points: str | None = None) -> int:
+         show_symbolic: bool, expect: Any = None, order: int = 0, points: str | None = None,
+         symbolic_format: str | None = None, poly: bool = False) -> int:
     from .api import precision
     from .commands import Chunk, Job, evaluate_chunk
     from .derive import point_arrays, prepare, resolve_point, resolve_wrt
     from .render import Renderer, number, waiting
 
     fmt = _default_format(fmt, as_json)
+    if fmt == "latex" and not poly:
+        raise InputError("--format latex is for the Taylor polynomial: add --poly "
+                         "(for the symbolic derivative in LaTeX, use --symbolic-format latex)")
+    if symbolic_format is not None:
+        show_symbolic = True
+    if symbolic_format == "pretty" and fmt not in ("table", "json"):
+        raise InputError(f"--symbolic-format pretty draws on several lines, and --format {fmt} is one line per "
+                         "point: use it with --format table or json (or --symbolic-format text or latex)")
+    styles = {"symbolic_format": symbolic_format or "text", "poly": poly}
     preps = [prepare(e) for e in exprs]
     if command == "d":
         names, notes = resolve_wrt(preps[0], wrt)
@@ -310,11 +326,11 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
                   check_timeout=check_timeout, order=order)
         expect = _expected(job, expect, points)  # --expect for every command: checked and shaped (issue 11)
         if points is not None:
-            renderer = Renderer(job, fmt, _stdout(), show_symbolic=show_symbolic, variables=variables)
+            renderer = Renderer(job, fmt, _stdout(), show_symbolic=show_symbolic, variables=variables, **styles)
             return _run_points(job, points, at, variables, renderer, expect=expect)
         values, size = point_arrays(at, bk)
         chunk = Chunk(values, size, (None,) * size, exact=dict(at))
-        renderer = Renderer(job, fmt, _stdout(), show_symbolic=show_symbolic, variables=variables)
+        renderer = Renderer(job, fmt, _stdout(), show_symbolic=show_symbolic, variables=variables, **styles)
         with waiting():  # "checking…" on a terminal after half a second
             rows = list(evaluate_chunk(job, chunk))
         for row in rows:
@@ -716,17 +732,22 @@ def jacobian_command(exprs: tuple[str, ...], wrt: list[str] | None, **kw: Any) -
 @click.option("--wrt", type=WrtType(), required=True, multiple=True, callback=_single_wrt,
               help="The expansion variable.")
 @click.option("--order", type=click.IntRange(0, 100_000), required=True, help="The highest derivative N.")
-@common_options()
-def taylor_command(expr: str, wrt: list[str], order: int, **kw: Any) -> None:
-    """f(A), f'(A), ..., f^(N)(A) and the Taylor coefficients f^(k)(A)/k!.
+@click.option("--poly", is_flag=True,
+              help="Print the Taylor polynomial sum c_k (x-A)^k instead (the certified coefficients): sympy's "
+                   "expression text, --format latex, a \"poly\" key in JSON or a poly column in CSV.")
+@common_options(formats=(*FORMATS, "latex"))
+def taylor_command(expr: str, wrt: list[str], order: int, poly: bool, **kw: Any) -> None:
+    """f(A), f'(A), ..., f^(N)(A) and the Taylor coefficients f^(k)(A)/k!, or the Taylor polynomial.
 
     \b
     Examples:
       gradcli taylor "exp(2*x)" --wrt x --order 5 --at x=0
+      gradcli taylor "exp(2*x)" --wrt x --order 3 --at x=0 --poly --no-check
+      gradcli taylor "log(x)" --wrt x --order 3 --at x=1 --poly --format latex
       gradcli taylor "1/(1+exp(-x))" --wrt x --order 200 --at x=0.3 --no-check
       gradcli taylor "exp(2*x)" --wrt x --order 300 --at x=1 --digits 50 --json
     """
-    sys.exit(_run("taylor", _expr_texts([expr], kw["points"]), wrt, order=order, **kw))
+    sys.exit(_run("taylor", _expr_texts([expr], kw["points"]), wrt, order=order, poly=poly, **kw))
 
 
 @cli.command("plot")
@@ -745,7 +766,9 @@ def taylor_command(expr: str, wrt: list[str], order: int, **kw: Any) -> None:
               help="Write the figure to FILE (.png, .svg or .pdf; needs gradcli[plot], i.e. matplotlib).")
 @click.option("--format", "fmt", type=click.Choice(["plot", "plain", "csv", "json"]), default=None,
               help="plot (the terminal drawing, the default without --output), or the grid: plain (one line "
-                   "per point: the variable, then the values; nan for a gap), csv or json.")
+                   "per point: the variable, then the values; nan for a gap), csv, or json (one object per grid "
+                   "point in the JSON schema every command writes: value [f, f', ..., f^(K)] up to the highest "
+                   "order K, null with an error for a gap).")
 @click.option("--height", type=click.IntRange(4, 200), default=20, show_default=True,
               help="Rows of the terminal plot.")
 def plot_command(expr: str, wrt: list[str] | None, span: str, orders: str, at: dict[str, Any] | None,

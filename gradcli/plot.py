@@ -12,11 +12,12 @@ every finite value.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,8 @@ class Grid:
     xs: np.ndarray
     ys: tuple[np.ndarray, ...]
     uncertified: int  # grid points dropped because no ball could prove their value
+    #: the evaluated taylor block behind the grid (the JSON rows: each row's point, error, certificate)
+    block: Any = field(default=None, repr=False, compare=False)
 
 
 def label(k: int, var: str = "x") -> str:
@@ -124,7 +127,7 @@ def evaluate_grid(expr: str, var: str | None, orders: tuple[int, ...], lo: float
     with np.errstate(all="ignore"):
         vals[~np.isfinite(vals)] = np.nan
     return Grid(expr, var, tuple(orders), {k: float(ops.F64.scalar(v)) for k, v in at.items()}, xs,
-                tuple(vals[:, k].copy() for k in orders), len(bad_certs))
+                tuple(vals[:, k].copy() for k in orders), len(bad_certs), block)
 
 
 def _y_limits(ys: tuple[np.ndarray, ...]) -> tuple[float, float] | None:
@@ -250,15 +253,26 @@ def grid_plain(grid: Grid) -> str:
 
 
 def grid_json(grid: Grid) -> str:
-    """One JSON object for the grid: ``x`` and one list per order under ``values`` (null: a gap)."""
-    obj = {
-        "command": "plot",
-        "expr": [grid.expr],
-        "wrt": grid.var,
-        "orders": list(grid.orders),
-        "at": grid.at,
-        "x": [float(x) for x in grid.xs],
-        "values": {f"d{k}": [None if math.isnan(v) else float(v) for v in y] for k, y in zip(grid.orders, grid.ys)},
-        "gaps": int(sum(np.isnan(y).sum() for y in grid.ys)),
-    }
-    return json.dumps(obj, allow_nan=False, ensure_ascii=False) + "\n"
+    """One JSON object per grid point, in the one schema every command writes (README "JSON schema"):
+    ``command`` "plot", ``at`` the point, ``value`` [f, f′, ..., f⁽ᴷ⁾] up to the highest requested order
+    K (``order``), ``line`` the point's number from 1, ``coefficients`` null. A gap has null values and
+    its reason in ``error``; ``check`` is the certificate (plot runs no symbolic witness).
+
+    >>> print(grid_json(evaluate_grid("x**2", "x", (0, 1), 0.0, 1.0, 2)).splitlines()[1][:99])
+    {"command": "plot", "expr": ["x**2"], "wrt": "x", "order": 1, "at": {"x": 1.0}, "value": [1.0, 2.0]
+    """
+    from .render import Renderer
+
+    block = grid.block
+    renderer = Renderer(block.job, "json", io.StringIO())
+    uncertified = set(block.uncertified)
+    lines = []
+    for i in range(block.chunk.size):
+        obj = renderer.json_object(block.row(i))
+        obj["command"], obj["coefficients"] = "plot", None
+        if i in uncertified:  # drawn as a gap: no value is given that no ball proved
+            obj["value"] = [None] * len(obj["value"])
+            obj["error"] = "the value could not be certified here (a gap in the plot)"
+        obj["check"]["skipped"] = "plot runs no symbolic check"
+        lines.append(json.dumps(obj, allow_nan=False, ensure_ascii=False))
+    return "\n".join(lines) + "\n"

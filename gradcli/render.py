@@ -33,12 +33,15 @@ import mpmath
 from .check import CheckResult
 from .commands import Block, Job, Row
 
-__all__ = ["Renderer", "number", "json_number", "compact_wrt", "JSON_SCHEMA", "TABLE_MAX_ROWS", "waiting"]
+__all__ = ["Renderer", "number", "json_number", "compact_wrt", "JSON_SCHEMA", "TABLE_MAX_ROWS", "waiting",
+           "taylor_polynomial", "symbolic_text", "SYMBOLIC_FORMATS"]
 
 #: A ``--points`` table holds at most this many rows; a longer run is written as plain columns.
 TABLE_MAX_ROWS = 1000
 #: Separates the values from the symbolic derivatives (and those from each other) in plain output.
 SYMBOLIC_SEP = " ; "
+#: ``--symbolic-format``: sympy's printers (``pretty`` is multi-line: table and JSON only).
+SYMBOLIC_FORMATS = ("text", "pretty", "latex")
 
 
 def number(v: Any, digits: int | None) -> str:
@@ -109,7 +112,7 @@ JSON_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["command", "expr", "wrt", "order", "at", "value", "coefficients", "line", "error", "check"],
     "properties": {
-        "command": {"enum": ["d", "grad", "hessian", "jacobian", "taylor"]},
+        "command": {"enum": ["d", "grad", "hessian", "jacobian", "taylor", "plot"]},
         "expr": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "wrt": {"type": "string"},
         "order": {"type": "integer", "minimum": 0},
@@ -118,6 +121,9 @@ JSON_SCHEMA: dict[str, Any] = {
         "coefficients": {"anyOf": [{"type": "null"}, {"type": "array", "items": _NUMBER}]},
         "line": {"type": ["integer", "null"]},
         "error": {"type": ["string", "null"]},
+        # only with `taylor --poly` (the one optional key): the Taylor polynomial as a sympy expression
+        # string, null where a coefficient is not finite
+        "poly": {"type": ["string", "null"]},
         "check": {
             "type": "object",
             "additionalProperties": False,
@@ -146,6 +152,67 @@ def _shape_like(flat: list[Any], command: str, ncols: int) -> Any:
     if command in ("hessian", "jacobian"):
         return [flat[i:i + ncols] for i in range(0, len(flat), ncols)]
     return list(flat)
+
+
+# ---- sympy's printers: the Taylor polynomial (taylor --poly) and --symbolic-format ----------------------------
+def symbolic_text(expr: Any, fmt: str = "text") -> str:
+    """sympy's ``sstr``, ``pretty`` (unicode, never wrapped at 80 columns) or ``latex`` of ``expr``."""
+    import sympy
+
+    if fmt == "pretty":
+        return sympy.pretty(expr, use_unicode=True, wrap_line=False)
+    if fmt == "latex":
+        return sympy.latex(expr)
+    return sympy.sstr(expr)
+
+
+def taylor_polynomial(coefficients: list[Any], var: str, center: Any, digits: int | None,
+                      fmt: str = "text") -> str | None:
+    """sum c_k (var - center)^k with the certified coefficients, in rising powers, printed by sympy
+    (``text``: a sympy expression string; ``latex``). Each number is written as gradcli writes it
+    (``repr(float)``, N digits with ``--digits``), never rounded by sympy; a zero coefficient's term is
+    left out. None where a coefficient or the center is not finite (a --points row outside the domain).
+
+    >>> taylor_polynomial([1.0, 2.0, -0.5], "x", 1.5, None)
+    '1.0 + 2.0*(x - 1.5) - 0.5*(x - 1.5)**2'
+    """
+    import sympy
+    from sympy.printing.latex import LatexPrinter
+    from sympy.printing.str import StrPrinter
+
+    values = [center, *coefficients]
+    if any(v is None or not (mpmath.isfinite(v) if isinstance(v, mpmath.mpf) else math.isfinite(float(v)))
+           for v in values):
+        return None
+    texts: dict[Any, str] = {}
+
+    def flt(v: Any) -> Any:
+        f = sympy.Float(v._mpf_, precision=v.context.prec) if isinstance(v, mpmath.mpf) else sympy.Float(float(v))
+        texts[f], texts[-f] = number(v, digits), number(-v, digits)
+        return f
+
+    x = sympy.Symbol(var)
+    zero = center == 0
+    base = x if zero else sympy.Add(x, -flt(center), evaluate=False)
+    terms = []
+    for k, c in enumerate(coefficients):
+        if c == 0:
+            continue
+        c = flt(c)
+        if k == 0:
+            terms.append(c)
+            continue
+        power = base if k == 1 else sympy.Pow(base, k, evaluate=False)
+        terms.append(sympy.Mul(c, power, evaluate=False))
+    if not terms:
+        return "0"
+    poly = terms[0] if len(terms) == 1 else sympy.Add(*terms, evaluate=False)
+
+    def print_float(self: Any, e: Any) -> str:  # a negative coefficient is printed as '- ' and |c|
+        return texts.get(e) or repr(float(e))
+
+    printer = type("_Poly", (LatexPrinter if fmt == "latex" else StrPrinter,), {"_print_Float": print_float})
+    return printer({"order": "none"}).doprint(poly)
 
 
 # ---- a "checking..." status on a terminal ------------------------------------------------------------------
@@ -205,6 +272,7 @@ class _Grid:
     def min_width(self, keep: list[int] | None = None) -> int:
         """The narrowest table that shows every number whole: numeric columns at their widest cell,
         text columns at their longest word (rich folds longer text), plus padding and borders."""
+        from rich.cells import cell_len
         from rich.text import Text
 
         keep = list(range(len(self.columns))) if keep is None else keep
@@ -212,8 +280,8 @@ class _Grid:
         for j in keep:
             header, numeric, _ = self.columns[j]
             cells = [Text.from_markup(header)] + [Text.from_markup(r[j]) for r in self.rows]
-            if numeric:
-                width = max(t.cell_len for t in cells)
+            if numeric:  # a multi-line cell (--symbolic-format pretty): its widest line
+                width = max(max(map(cell_len, t.plain.split("\n"))) for t in cells)
             else:
                 width = max((len(w) for t in cells for w in t.plain.split()), default=1)
             total += width + 2
@@ -252,7 +320,8 @@ class _Grid:
             console.print(Text(first).append_text(Text.from_markup(r[0])), soft_wrap=True)
             for h, cell in zip(headers, r[1:]):
                 line = Text("  " + h.ljust(pad) + "  ")
-                line.append_text(Text.from_markup(cell))
+                # a multi-line cell (pretty output) keeps its drawing: later lines under the first
+                line.append_text(Text.from_markup(cell.replace("\n", "\n" + " " * (pad + 4))))
                 console.print(line, soft_wrap=True)
         if self.caption:
             console.print(Text.from_markup(self.caption), soft_wrap=True)
@@ -262,9 +331,13 @@ class Renderer:
     """Writes a job's rows in one format to one stream."""
 
     def __init__(self, job: Job, fmt: str, stream: TextIO, *, show_symbolic: bool = False,
-                 variables: list[str] | None = None, color: bool | None = None) -> None:
+                 variables: list[str] | None = None, color: bool | None = None, symbolic_format: str = "text",
+                 poly: bool = False) -> None:
         self.job, self.fmt, self.stream = job, fmt, stream
         self.show_symbolic = show_symbolic
+        #: sympy's printer for the symbolic derivatives (SYMBOLIC_FORMATS); ``poly``: taylor --poly
+        self.symbolic_format, self.poly = symbolic_format, poly
+        self._symbolic_texts: list[str | None] | None = None
         self.variables = variables or []
         self.color = color
         self._rows: list[Row] = []
@@ -284,10 +357,29 @@ class Renderer:
         return self.job.command != "d"
 
     def _symbolic(self) -> list[str | None]:
+        """The symbolic derivative of each entry in ``symbolic_format`` (None where sympy did not finish);
+        printed once per run."""
+        if self._symbolic_texts is not None:
+            return self._symbolic_texts
         job = self.job
         from .commands import _entries
 
-        return [job.oracle(key, prep, wrt).symbolic_text for key, prep, wrt in _entries(job)]
+        oracles = [job.oracle(key, prep, wrt) for key, prep, wrt in _entries(job)]
+        if self.symbolic_format == "text":
+            texts = [o.symbolic_text for o in oracles]
+        else:
+            texts = [None if o.symbolic is None else symbolic_text(o.symbolic, self.symbolic_format)
+                     for o in oracles]
+        self._symbolic_texts = texts
+        return texts
+
+    def _poly(self, row: Row, fmt: str = "text") -> str | None:
+        """taylor --poly: this row's Taylor polynomial around its point (None: not finite there)."""
+        job = self.job
+        if row.error is not None:
+            return None
+        var = job.wrt[0]
+        return taylor_polynomial(self._flat(row.extra["coefficients"]), var, row.at.get(var, 0), job.digits, fmt)
 
     def _ncols(self) -> int:
         return len(self.job.wrt)
@@ -316,9 +408,9 @@ class Renderer:
         """Write one chunk of ``--points`` rows and flush, so output streams: plain float64 values in one
         vectorised pass (``repr(float)``, as :meth:`row` writes them), table rows into the run's one
         table, other formats row by row. A row outside the domain reads ``nan`` (JSON: null, with "error")."""
-        if self.fmt == "plain" and not self.show_symbolic and block.values.dtype != object:
+        if self.fmt == "plain" and not self.show_symbolic and not self.poly and block.values.dtype != object:
             self.stream.write(_plain_block(block))
-        elif self.fmt == "csv" and not self.show_symbolic and block.values.dtype != object and all(
+        elif self.fmt == "csv" and not self.show_symbolic and not self.poly and block.values.dtype != object and all(
                 not b.single for b in block.checks or []):
             self._csv_block(block)
         elif self.fmt == "table":
@@ -406,6 +498,9 @@ class Renderer:
     # -- plain ------------------------------------------------------------------------------------------
     def _row_plain(self, row: Row) -> None:
         d = self.job.digits
+        if self.poly:  # taylor --poly: the polynomial, one line per point (nan outside the domain)
+            self.stream.write((self._poly(row) or "nan") + "\n")
+            return
         line = " ".join(number(v, d) for v in self._flat(row.value))
         if self.job.command == "taylor":
             line += " " + " ".join(number(v, d) for v in self._flat(row.extra["coefficients"]))
@@ -413,12 +508,21 @@ class Renderer:
             line += SYMBOLIC_SEP + SYMBOLIC_SEP.join(s or "?" for s in self._symbolic())
         self.stream.write(line + "\n")
 
+    def _row_latex(self, row: Row) -> None:
+        """taylor --poly --format latex: the polynomial in LaTeX, one line per point."""
+        self.stream.write((self._poly(row, "latex") or "nan") + "\n")
+
     # -- json -------------------------------------------------------------------------------------------
     def _order(self) -> int:
         job = self.job
         return {"d": len(job.wrt), "grad": 1, "jacobian": 1, "hessian": 2}.get(job.command, job.order)
 
     def _row_json(self, row: Row) -> None:
+        obj = self.json_object(row)
+        self.stream.write(json.dumps(obj, allow_nan=False, ensure_ascii=False) + "\n")
+
+    def json_object(self, row: Row) -> dict[str, Any]:
+        """One row as the JSON schema's object (``gradcli plot --format json`` builds on it too)."""
         job, d = self.job, self.job.digits
         obj: dict[str, Any] = {
             "command": job.command,
@@ -433,8 +537,10 @@ class Renderer:
             "error": row.error.message if row.error is not None else None,
             "check": self._check_json(row, first=self._json_rows == 0),
         }
+        if self.poly:
+            obj["poly"] = self._poly(row)
         self._json_rows += 1
-        self.stream.write(json.dumps(obj, allow_nan=False, ensure_ascii=False) + "\n")
+        return obj
 
     @functools.cached_property
     def _json_head(self) -> tuple[list[str], str, int]:
@@ -496,6 +602,8 @@ class Renderer:
             head += ["check_ok", "check_rel_err"]
         if self.show_symbolic:
             head += [f"symbolic_{n}" if len(labels) > 1 else "symbolic" for n in labels]
+        if self.poly:
+            head.append("poly")
         return head
 
     def _entry_names(self) -> list[str]:
@@ -525,6 +633,8 @@ class Renderer:
             cells += ["" if ok is None else str(ok).lower(), repr(max(errs)) if errs else ""]
         if self.show_symbolic:
             cells += [s or "" for s in self._symbolic()]
+        if self.poly:
+            cells.append(self._poly(row) or "")
         self._csv.writerow(cells)
 
     def _csv_block(self, block: Block) -> None:
@@ -581,8 +691,8 @@ class Renderer:
             columns = [("derivative", False, "left"), ("value", True, "right")]
             if job.check:
                 columns += [("symbolic value", True, "right"), ("check", True, "center")]
-            if self.show_symbolic:
-                columns.append(("symbolic derivative", False, "left"))
+            if self.show_symbolic:  # pretty output is drawn in lines: never wrapped, like a number
+                columns.append(("symbolic derivative", self.symbolic_format == "pretty", "left"))
             if coeffs is not None:
                 columns.append(("coefficient f⁽ᵏ⁾/k!", True, "right"))
             if show_radius:
@@ -611,6 +721,12 @@ class Renderer:
             if notes:
                 grid.caption = escape("; ".join(sorted(notes)))
             grid.print(console)
+            if self.poly:
+                from rich.text import Text
+
+                poly = self._poly(row)
+                console.print(Text(f"Taylor polynomial around {job.wrt[0]} = {number(row.at[job.wrt[0]], d)}:\n"
+                                   f"{poly or 'not finite'}"), soft_wrap=True)
 
     def _matrix_grids(self, row: Row, title: str) -> list[_Grid]:
         """A Hessian or Jacobian as a matrix: a row per gradient entry (per expression), a column per
@@ -639,7 +755,8 @@ class Renderer:
         grids = [values]
         if self.show_symbolic:
             symbolic = self._symbolic()
-            sym = _Grid([(corner, False, "left")] + [(escape(c), False, "left") for c in cols],
+            pretty = self.symbolic_format == "pretty"
+            sym = _Grid([(corner, False, "left")] + [(escape(c), pretty, "left") for c in cols],
                         title="symbolic derivatives")
             for i, label in enumerate(rows):
                 sym.add([f"[bold]{escape(label)}[/]",

@@ -64,7 +64,7 @@ def shape(v: Any) -> Any:
     return [shape(x) for x in v] if isinstance(v, list) else None
 
 
-SHAPE_DEPTH = {"d": 0, "grad": 1, "taylor": 1, "hessian": 2, "jacobian": 2}
+SHAPE_DEPTH = {"d": 0, "grad": 1, "taylor": 1, "hessian": 2, "jacobian": 2, "plot": 1}
 
 
 def depth(v: Any) -> int:
@@ -84,6 +84,8 @@ def validate(line: str) -> dict[str, Any]:
     if obj["command"] == "taylor":
         assert len(obj["coefficients"]) == len(obj["value"]) == obj["order"] + 1
     else:
+        if obj["command"] == "plot":  # f and its derivatives up to the highest order drawn
+            assert len(obj["value"]) == obj["order"] + 1
         assert obj["coefficients"] is None
     return obj
 
@@ -136,6 +138,25 @@ def test_every_command_with_points_validates(tmp_path: Path, capsys, argv: list[
     if "--no-check" not in extra:
         assert objs[0]["check"]["symbolic"] is not None
     assert all(o["check"]["symbolic"] is None for o in objs[1:])
+
+
+def test_taylor_poly_adds_the_poly_key(capsys) -> None:
+    code, out, err = run(capsys, "taylor", "exp(x)*y", "--wrt", "x", "--order", "2", "--at", "x=0,y=2", "--json",
+                         "--poly")
+    assert code == 0, err
+    obj = validate(out)
+    assert obj["poly"] == "2.0 + 2.0*x + 1.0*x**2"
+    code, out, _ = run(capsys, "taylor", "exp(x)", "--wrt", "x", "--order", "2", "--at", "x=0", "--json")
+    assert "poly" not in validate(out)  # the one optional key: only with --poly
+
+
+def test_plot_json_validates_for_every_grid_point(capsys) -> None:
+    code, out, err = run(capsys, "plot", "sqrt(x)", "--range", "-1:1", "--orders", "0,1,3", "--points", "5",
+                         "--format", "json")
+    assert code == 0, err
+    objs = [validate(line) for line in out.splitlines()]
+    assert [o["line"] for o in objs] == [1, 2, 3, 4, 5] and all(o["order"] == 3 for o in objs)
+    assert objs[0]["error"] and objs[-1]["value"][0] == 1.0
 
 
 def test_wrt_is_compact_at_high_order(capsys) -> None:

@@ -62,12 +62,28 @@ def test_plot_csv_is_the_grid_with_gaps_outside_the_domain() -> None:
                    "3.0,1.0986122886681098,0.3333333333333333\n")
 
 
-def test_plot_json_holds_the_grid_and_nulls_for_gaps() -> None:
+def test_plot_json_is_one_schema_object_per_grid_point() -> None:
+    from test_json_schema import validate
+
     code, out, _ = run("plot", "x**3", "--range", "0:2", "--orders", "0,2", "--points", "3", "--format", "json")
     assert code == 0
-    assert json.loads(out) == {"command": "plot", "expr": ["x**3"], "wrt": "x", "orders": [0, 2], "at": {},
-                               "x": [0.0, 1.0, 2.0], "values": {"d0": [0.0, 1.0, 8.0], "d2": [0.0, 6.0, 12.0]},
-                               "gaps": 0}
+    objs = [validate(line) for line in out.splitlines()]
+    assert [(o["command"], o["order"], o["line"], o["at"], o["value"]) for o in objs] == [
+        ("plot", 2, 1, {"x": 0.0}, [0.0, 0.0, 0.0]), ("plot", 2, 2, {"x": 1.0}, [1.0, 3.0, 6.0]),
+        ("plot", 2, 3, {"x": 2.0}, [8.0, 12.0, 12.0])]
+    assert all(o["check"]["certified"] is True and o["coefficients"] is None for o in objs)
+
+
+def test_plot_json_gap_has_null_values_and_the_reason() -> None:
+    from test_json_schema import validate
+
+    code, out, _ = run("plot", "log(x)*y", "--at", "y=2", "--wrt", "x", "--range", "-1:1", "--points", "3",
+                       "--format", "json")
+    assert code == 0
+    objs = [validate(line) for line in out.splitlines()]
+    assert [o["value"] for o in objs] == [[None, None], [None, None], [0.0, 2.0]]
+    assert "log" in objs[0]["error"] and objs[2]["error"] is None
+    assert objs[2]["at"] == {"x": 1.0, "y": 2.0} and objs[0]["check"]["ok"] is None
 
 
 def test_plot_values_match_sympy_on_the_grid() -> None:
