@@ -196,12 +196,20 @@ def common_options(*, expect: bool = True, check: bool = True,
             click.option("--at", "at", type=AtType(), multiple=True, callback=_merge_at,
                          help="Point: NAME=VALUE,... with constant VALUEs (2, -1.5, pi/4, sqrt(2)); "
                               "repeatable (--at x=1 --at y=2)."),
-            click.option("--points", "points", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+            click.option("--points", "points", type=click.Path(allow_dash=True), default=None,
                          metavar="FILE|-",
                          help="Evaluate at every row of FILE (- reads stdin): CSV or TSV with a header row of "
                               "variable names, whitespace-separated columns, one headerless column (EXPR of "
                               "one variable), or JSON lines ({\"x\": 1, \"y\": 2} a line); streamed, one "
-                              "result per row in input order; --at fills in variables the file lacks."),
+                              "result per row in input order; --at fills in variables the file lacks. Also "
+                              "Parquet: a .parquet file, a directory of them, or a glob."),
+            click.option("--output", "output", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                         help="With --points: write the input's columns plus value, check and certificate "
+                              "columns to FILE (.parquet, .csv or .jsonl), atomically; needs gradcli[dask]."),
+            click.option("--dask", "dask", is_flag=False, flag_value="local", default=None,
+                         metavar="[ADDRESS]",
+                         help="Run --points (Parquet) on a Dask cluster: the scheduler at ADDRESS "
+                              "(tcp://host:8786), or a LocalCluster without one; needs gradcli[dask]."),
             click.option("--format", "fmt", type=click.Choice(formats), default=None,
                          help="Output format (default: table on a terminal, plain otherwise)"
                               + ("; latex: the Taylor polynomial (--poly) in LaTeX." if "latex" in formats else ".")),
@@ -273,7 +281,8 @@ def _note(message: str) -> None:
 def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, Any] | None, fmt: str | None,
          as_json: bool, check: bool, tol: float, check_timeout: float, digits: int | None,
          show_symbolic: bool, expect: Any = None, order: int = 0, points: str | None = None,
-         symbolic_format: str | None = None, poly: bool = False) -> int:
+         symbolic_format: str | None = None, poly: bool = False, output: str | None = None,
+         dask: str | None = None) -> int:
     from .api import precision
     from .commands import Chunk, Job, evaluate_chunk
     from .derive import point_arrays, prepare, resolve_point, resolve_wrt
@@ -325,6 +334,13 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
         job = Job(command, tuple(preps), tuple(names), bk, digits=digits, check=check, tol=tol,
                   check_timeout=check_timeout, order=order)
         expect = _expected(job, expect, points)  # --expect for every command: checked and shaped (issue 11)
+        if output is not None or dask is not None:  # issue 13: Parquet and --output, a Dask cluster
+            _table_options(points, grids, digits, show_symbolic or poly)
+            if dask is not None:
+                return _run_dask(job, points, at, variables, dask, output, fmt, expect)
+            from .parquet import OutputSink
+
+            return _run_points(job, points, at, variables, OutputSink(output), expect=expect)
         if points is not None:
             renderer = Renderer(job, fmt, _stdout(), show_symbolic=show_symbolic, variables=variables, **styles)
             return _run_points(job, points, at, variables, renderer, expect=expect)
@@ -485,17 +501,24 @@ def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str],
     fmt_number = (lambda v: number(v, job.digits)) if job.digits else (lambda v: number(float(v), None))
     defaults = {k: bk.scalar(v) for k, v in at.items() if k in variables}
     expected = bk.scalar(expect) if expect is not None and job.command == "d" else None
-    stream, ours = _open_points(points) if isinstance(points, str) else (None, False)
+    parquet = isinstance(points, str) and _is_parquet(points)  # issue 13: a file, directory or glob
+    stream, ours = _open_points(points) if isinstance(points, str) and not parquet else (None, False)
     failed_rows, notes, bad_rows, replaced = 0, 0, 0, 0
     first_error: tuple[Any, Any] | None = None
     skipped: dict[str, list[Any]] = {}
     try:
-        if stream is None:  # --at grids (gradcli.sweep): the chunks a file of those rows would give
+        if parquet:
+            from .parquet import ParquetReader
+
+            reader: Any = ParquetReader(points, variables, defaults, keep_columns=hasattr(renderer, "inputs"))
+        elif stream is None:  # --at grids (gradcli.sweep): the chunks a file of those rows would give
             from .sweep import GridReader
 
-            reader: Any = GridReader(points, variables, defaults, bk)
+            reader = GridReader(points, variables, defaults, bk)
         else:
             reader = PointsReader(stream, variables, defaults, bk, name=points)
+        if hasattr(renderer, "inputs"):  # --output: the sink copies the input's columns of each chunk
+            renderer.inputs = reader
         with _progress(reader, renderer) as advance:
             for chunk in reader:
                 block = evaluate_block(job, chunk)
@@ -504,6 +527,8 @@ def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str],
                 if first_error is None and block.bad.any():
                     first = int(np.argmax(block.bad))
                     first_error = (chunk.lines[first], block.error(first))
+                    if parquet:  # named by file and row
+                        first_error = (reader.where(chunk.lines[first]), first_error[1])
                 bad_rows += int(block.bad.sum())
                 _skipped_checks(block, skipped)
                 failed = block.check_failed
@@ -525,6 +550,10 @@ def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str],
         # `| head -n 5` has all it wants; click would turn this into exit 1, so it stops here
         _reader_gone()
         return 0
+    except BaseException:
+        if hasattr(renderer, "abort"):  # --output: a run that stops early leaves no file
+            renderer.abort()
+        raise
     finally:
         if ours:
             stream.close()
@@ -542,8 +571,59 @@ def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str],
     if first_error is not None:
         line, exc = first_error
         more = f" ({bad_rows} such rows in all)" if bad_rows > 1 else ""
-        raise NotFinite(f"line {line}: {exc.message}{more}")
+        raise NotFinite(f"{line if isinstance(line, str) else f'line {line}'}: {exc.message}{more}")
     return 1 if failed_rows else 0
+
+
+def _is_parquet(points: str) -> bool:
+    from .parquet import is_parquet
+
+    return is_parquet(points)
+
+
+def _table_options(points: Any, grids: Any, digits: Any, styled: bool) -> None:
+    """--output and --dask take rows from --points, in float64, without the symbolic text."""
+    if points is None or grids:
+        raise InputError("--output and --dask need --points (a file of rows)")
+    if digits is not None:
+        raise InputError("--digits cannot be combined with --output or --dask (their tables hold float64)")
+    if styled:
+        raise InputError("--show-symbolic, --symbolic-format and --poly cannot be combined with --output or --dask")
+
+
+def _run_dask(job: Any, points: str, at: dict[str, Any], variables: list[str], address: str, output: str | None,
+              fmt: str, expect: Any) -> int:
+    """--dask: the job over a Dask dataframe of the Parquet rows; results written in input order (to
+    --output, or to stdout as plain values, CSV or JSON lines), diagnostics and exit codes as on one
+    machine."""
+    from .dask import run_cluster_job
+
+    if not _is_parquet(points):
+        raise InputError("--dask reads Parquet --points (a .parquet file, a directory of them, or a glob)")
+    if fmt == "table" and output is None:
+        fmt = "plain"
+    with _partition_progress(output is None and _stdout().isatty()) as progress:
+        return run_cluster_job(job, points, at, variables, address, output, fmt, expect, stdout=_stdout(),
+                               note=_note, progress=progress)
+
+
+@contextmanager
+def _partition_progress(rows_on_terminal: bool) -> Iterator[Any]:
+    """--dask: partitions done, a rich bar on stderr when it is a terminal (not the one rows go to)."""
+    if not sys.stderr.isatty() or rows_on_terminal:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("partitions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task("partitions", total=None)
+    bar.start()
+    try:
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+    finally:
+        bar.stop()
 
 
 def _skipped_checks(block: Any, seen: dict[str, list[Any]]) -> None:

@@ -1,0 +1,432 @@
+"""Parquet in, Parquet/CSV/JSON lines out: ``--points data.parquet`` and ``--output FILE`` (issue 13).
+
+Reading: ``--points`` names a Parquet file, a directory of them, or a glob (``data/*.parquet``). Files are
+read in order (sorted names), a batch of rows at a time out of their row groups (pyarrow's
+``iter_batches``), so memory stays flat however large the dataset. Rows are numbered 1, 2, ... across
+all the files (that number is a row's ``line`` in JSON output); messages name the file and the row
+within it (``part-1.parquet, row 7``).
+
+Writing: :class:`OutputSink` takes the place of the renderer: every chunk becomes a table of the input's
+columns (all of them for Parquet input, the variables read for CSV/JSON lines), then the value columns
+(the CSV header's names: ``value``; ``d_x``; ``d_x_y``; ``d0``/``c0``), ``check_ok`` and ``check_rel_err``
+(with ``--check``), ``certified`` and ``error``. The format follows the extension (``.parquet``/``.pq``,
+``.csv``, ``.jsonl``/``.ndjson``). The file is written under a temporary name in the same directory and
+renamed over ``FILE`` (``os.replace``, atomic) only when every row has been written; a run that stops
+early (a bad row, an I/O error, a lost cluster) removes the temporary file and leaves no ``FILE``.
+
+The same table is what a Dask partition returns (:mod:`gradcli.dask`): :func:`results_frame` is the one
+place that turns a :class:`~gradcli.commands.Block` into rows of a table.
+
+Library code: no printing; pyarrow and pandas come from the optional extra ``gradcli[dask]``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .commands import Block, Chunk, Job
+from .errors import InputError, IOFault
+
+__all__ = ["EXTRA_HINT", "is_parquet", "parquet_files", "ParquetReader", "Piece", "pieces", "read_piece",
+           "validated_chunk", "result_names", "results_frame", "output_format", "OutputSink", "BATCH_ROWS"]
+
+#: What to install when pyarrow, pandas or dask are missing.
+EXTRA_HINT = "pip install 'gradcli[dask]'"
+#: Rows per chunk read from a Parquet file (chunks of tens of thousands of rows, as for CSV).
+BATCH_ROWS = 65_536
+_SUFFIXES = (".parquet", ".pq", ".parq")
+_OUTPUTS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: Hidden columns a partition carries so that its rows can be named (file, row within the file).
+FILE_COLUMN, ROW_COLUMN = "__gradcli_file__", "__gradcli_row__"
+
+
+def require(module: str) -> Any:
+    """Import ``module`` (pyarrow.parquet, pandas, dask...), or an InputError saying what to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        top = module.split(".")[0]
+        raise InputError(f"{top} is not installed; Parquet, --output and --dask need it: {EXTRA_HINT}") from None
+
+
+# ---- which files --------------------------------------------------------------------------------------
+def is_parquet(spec: str) -> bool:
+    """Whether ``--points SPEC`` is Parquet: a ``.parquet``/``.pq`` name, a directory, or a glob."""
+    if spec == "-":
+        return False
+    if spec.lower().endswith(_SUFFIXES) or os.path.isdir(spec):
+        return True
+    return glob.has_magic(spec) and not os.path.exists(spec)
+
+
+def parquet_files(spec: str) -> list[str]:
+    """The Parquet files ``spec`` names, in the order their rows are numbered (sorted names)."""
+    if os.path.isdir(spec):
+        found = sorted(os.path.join(root, f) for root, _, files in os.walk(spec) for f in files
+                       if f.lower().endswith(_SUFFIXES) and not f.startswith((".", "_")))
+        if not found:
+            raise InputError(f"--points: the directory '{spec}' holds no .parquet files")
+        return found
+    if glob.has_magic(spec) and not os.path.exists(spec):
+        found = sorted(f for f in glob.glob(spec, recursive=True) if os.path.isfile(f))
+        if not found:
+            raise InputError(f"--points: no file matches '{spec}'")
+        return found
+    if not os.path.exists(spec):
+        raise InputError(f"--points: cannot read '{spec}': no such file")
+    return [spec]
+
+
+def _open(path: str) -> Any:
+    pq = require("pyarrow.parquet")
+    pa = require("pyarrow")
+    try:
+        return pq.ParquetFile(path)
+    except PermissionError as exc:
+        raise IOFault(f"--points: cannot read '{path}': {exc.strerror or exc}") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"--points {path}: not a readable Parquet file ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+# ---- one table of rows -> a checked Chunk -------------------------------------------------------------
+def validated_chunk(frame: Any, needed: Sequence[str], defaults: dict[str, float], where: Any,
+                    lines: Sequence[int | None]) -> Chunk:
+    """The needed variables of ``frame`` (a pandas DataFrame) as float64 columns, with ``--at`` defaults
+    for the ones it lacks; an InputError naming the first bad row (null, not a number, not finite).
+
+    ``where(i)`` names row ``i`` of the frame (``part-1.parquet, row 7``); ``lines`` are the rows' numbers.
+    """
+    pd = require("pandas")
+    n = len(frame)
+    values: dict[str, np.ndarray] = {}
+    for name in needed:
+        if name not in frame.columns:
+            if name in defaults:
+                values[name] = np.full(n, float(defaults[name]))
+                continue
+            raise InputError(f"--points {where(0).split(',')[0]}: no column '{name}', and --at gives no value for it")
+        col = frame[name]
+        if not (pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype)):
+            raise InputError(f"--points {where(0).split(',')[0]}: the column '{name}' holds {col.dtype} values, "
+                             "not numbers")
+        missing = col.isna().to_numpy()
+        if missing.any():
+            i = int(np.argmax(missing))
+            raise InputError(f"--points {where(i)}: the value of '{name}' is missing (null or NaN)")
+        arr = np.ascontiguousarray(col.to_numpy(dtype=np.float64))
+        finite = np.isfinite(arr)
+        if not finite.all():
+            i = int(np.argmin(finite))
+            raise InputError(f"--points {where(i)}: the value of '{name}' is not finite ({arr[i]})")
+        values[name] = arr
+    return Chunk(values, n, tuple(lines))
+
+
+# ---- the single-process reader ----------------------------------------------------------------------------
+class ParquetReader:
+    """Chunks of rows from Parquet files (read a batch at a time), like :class:`gradcli.points.PointsReader`.
+
+    Args:
+        spec: a file, a directory of ``.parquet`` files, or a glob.
+        needed: the variables every row must have a value for.
+        defaults: float values for variables the files may lack (from ``--at``).
+        keep_columns: also read every other column (to write them to ``--output``).
+
+    ``bytes_read``/``total`` drive a progress bar; :meth:`where` names a row by its number.
+    """
+
+    def __init__(self, spec: str, needed: Sequence[str], defaults: dict[str, Any], *,
+                 keep_columns: bool = False, batch_rows: int = BATCH_ROWS) -> None:
+        self.files = parquet_files(spec)
+        self.needed, self.defaults = list(needed), {k: float(v) for k, v in defaults.items()}
+        self.keep_columns, self.batch_rows = keep_columns, batch_rows
+        self.total = sum(os.path.getsize(f) for f in self.files) or None
+        self.bytes_read = 0
+        self._starts: list[tuple[int, str]] = []  # (first row number, file) per file begun
+        self.frame: Any = None  # the last chunk's input columns (a pandas DataFrame) when keep_columns
+
+    def where(self, line: int | None) -> str:
+        """``part-1.parquet, row 7`` for row number ``line`` (counted across files)."""
+        if line is None:
+            return "?"
+        start, path = next(((s, p) for s, p in reversed(self._starts) if s <= line), (1, self.files[0]))
+        return f"{path}, row {line - start + 1}"
+
+    def __iter__(self) -> Iterator[Chunk]:
+        pa = require("pyarrow")
+        row0 = 0
+        for path in self.files:
+            pf = _open(path)
+            self._starts.append((row0 + 1, path))
+            names = pf.schema_arrow.names
+            columns = None if self.keep_columns else [c for c in self.needed if c in names]
+            size = os.path.getsize(path)
+            total_rows = max(pf.metadata.num_rows, 1)
+            done = 0
+            try:
+                batches = pf.iter_batches(batch_size=self.batch_rows, columns=columns)
+                for batch in batches:
+                    frame = batch.to_pandas()
+                    n = len(frame)
+                    first = row0 + done
+
+                    def where(i: int, path: str = path, done: int = done) -> str:
+                        return f"{path}, row {done + i + 1}"
+
+                    chunk = validated_chunk(frame, self.needed, self.defaults, where,
+                                            range(first + 1, first + n + 1))
+                    self.frame = frame if self.keep_columns else None
+                    done += n
+                    self.bytes_read += int(size * n / total_rows)
+                    yield chunk
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise InputError(f"--points {path}: cannot read it ({_first_line(exc)})") from None
+            row0 += done
+
+
+# ---- the same reading, as pieces for Dask partitions ------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Row groups of one file: one Dask partition. Plain data (sent to the workers as is)."""
+
+    path: str
+    row_groups: tuple[int, ...]
+    first_row: int  # the piece's first row, counted within its file from 0
+    rows: int
+    columns: tuple[str, ...] | None  # None: every column
+
+
+def pieces(spec: str, needed: Sequence[str], *, keep_columns: bool, partition_rows: int = 1 << 20) -> list[Piece]:
+    """Row groups gathered into pieces of about ``partition_rows`` rows (footers only are read here)."""
+    out: list[Piece] = []
+    for path in parquet_files(spec):
+        pf = _open(path)
+        names = pf.schema_arrow.names
+        columns = None if keep_columns else tuple(c for c in needed if c in names)
+        groups: list[int] = []
+        first = rows = 0
+        for g in range(pf.metadata.num_row_groups):
+            groups.append(g)
+            rows += pf.metadata.row_group(g).num_rows
+            if rows >= partition_rows:
+                out.append(Piece(path, tuple(groups), first, rows, columns))
+                first, groups, rows = first + rows, [], 0
+        if groups or not out or out[-1].path != path:
+            out.append(Piece(path, tuple(groups), first, rows, columns))
+    return out
+
+
+def read_piece(piece: Piece) -> Any:
+    """A piece's rows as a pandas DataFrame, with two hidden columns naming them (file, row in file)."""
+    pq = require("pyarrow.parquet")
+    pd = require("pandas")
+    pf = pq.ParquetFile(piece.path)
+    table = pf.read_row_groups(list(piece.row_groups), columns=list(piece.columns) if piece.columns is not None
+                               else None) if piece.row_groups else pf.schema_arrow.empty_table()
+    frame = table.to_pandas()
+    frame[FILE_COLUMN] = pd.Categorical([piece.path] * len(frame), categories=[piece.path])
+    frame[ROW_COLUMN] = np.arange(piece.first_row + 1, piece.first_row + len(frame) + 1, dtype=np.int64)
+    return frame
+
+
+# ---- results as a table ----------------------------------------------------------------------------------
+def result_names(job: Job) -> list[str]:
+    """The value columns (the CSV header's names), then check_ok, check_rel_err, certified, error."""
+    if job.command == "d":
+        names = ["value"]
+    elif job.command == "grad":
+        names = [f"d_{w}" for w in job.wrt]
+    elif job.command == "hessian":
+        names = [f"d_{a}_{b}" for a in job.wrt for b in job.wrt]
+    elif job.command == "jacobian":
+        names = [f"d{i}_{w}" for i in range(len(job.preps)) for w in job.wrt]
+    else:
+        names = [f"d{k}" for k in range(job.order + 1)] + [f"c{k}" for k in range(job.order + 1)]
+    return names + (["check_ok", "check_rel_err"] if job.check else []) + ["certified", "error"]
+
+
+def results_frame(block: Block, inputs: Any = None) -> Any:
+    """One chunk's results as a pandas DataFrame: ``inputs`` (the input's columns; by default the
+    variables read) then :func:`result_names`. A row outside the domain has nan values and its message
+    in ``error``; ``check_ok`` is null where the check did not run."""
+    pd = require("pandas")
+    job, n = block.job, block.chunk.size
+    if inputs is None:
+        inputs = pd.DataFrame({k: np.asarray(v, dtype=np.float64) for k, v in block.chunk.values.items()})
+    out = inputs.reset_index(drop=True).copy() if len(inputs.columns) else pd.DataFrame(index=range(n))
+    names = result_names(job)
+    clash = [c for c in names if c in out.columns]
+    if clash:
+        raise InputError(f"--output: the input already has a column named '{clash[0]}' (a result column)")
+    flat = np.asarray(block.values, dtype=np.float64).reshape(n, -1)
+    if job.command == "taylor":
+        flat = np.concatenate([flat, np.asarray(block.extra["coefficients"], dtype=np.float64).reshape(n, -1)],
+                              axis=1)
+    for j, name in enumerate(names[: flat.shape[1]]):
+        out[name] = flat[:, j]
+    if job.check:
+        ok = np.ones(n, dtype=bool)
+        known = np.ones(n, dtype=bool)
+        worst = np.full(n, np.nan)
+        for batch in block.checks or []:
+            status = batch.status.copy()
+            errs = batch.rel_err.copy()
+            for i, c in batch.single.items():
+                status[i] = -1 if c is None or c.ok is None else int(c.ok)
+                errs[i] = np.nan if c is None or c.rel_err is None else c.rel_err
+            ok &= status != 0
+            known &= status >= 0
+            with np.errstate(invalid="ignore"):
+                worst = np.fmax(worst, errs)
+        verdict = pd.array(np.where(ok, known, False), dtype="boolean")  # any miss: False; all agreed: True
+        verdict[block.bad | ~(known | ~ok)] = pd.NA
+        out["check_ok"] = verdict
+        out["check_rel_err"] = np.where(block.bad, np.nan, worst)
+    certified = np.ones(n, dtype=bool)
+    certified[block.uncertified] = False
+    cert = pd.array(certified, dtype="boolean")
+    cert[block.bad] = pd.NA
+    out["certified"] = cert
+    errors = np.full(n, None, dtype=object)
+    for i in np.flatnonzero(block.bad):
+        exc = block.error(int(i))
+        errors[i] = exc.message if exc is not None else "the result is not finite"
+    out["error"] = pd.array(errors, dtype="string")
+    return out
+
+
+# ---- --output: one file, written atomically ---------------------------------------------------------------
+def output_format(path: str) -> str:
+    """``parquet``, ``csv`` or ``jsonl`` from ``path``'s extension (an InputError otherwise)."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in _OUTPUTS:
+        raise InputError(f"--output: '{path}' must end in .parquet, .csv or .jsonl (the format follows the name)")
+    return _OUTPUTS[ext]
+
+
+class OutputSink:
+    """Writes result tables to ``path`` under a temporary name; :meth:`close` renames it into place,
+    :meth:`abort` removes it. Stands where the CLI's renderer stands (``block``, ``close``)."""
+
+    def __init__(self, path: str, *, inputs: Any = None) -> None:
+        self.path = path
+        self.fmt = output_format(path)
+        require("pyarrow")
+        require("pandas")
+        self.inputs = inputs  # an object with ``frame``: the input columns of the last chunk read
+        self.rows = 0
+        directory = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise InputError(f"--output: '{path}' is a directory")
+        try:
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+        except FileNotFoundError:
+            raise InputError(f"--output: the directory '{directory}' does not exist") from None
+        except OSError as exc:
+            raise IOFault(f"--output: cannot write in '{directory}': {exc.strerror or exc}") from None
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would outlive the rename: an ordinary file's mode
+        self._file = os.fdopen(fd, "wb")
+        self._writer: Any = None
+        self._schema: Any = None
+        self.before_streaming = lambda: None  # the renderer's hook (the CLI's progress bar)
+
+    def block(self, block: Block) -> None:
+        inputs = getattr(self.inputs, "frame", None)
+        self.frame(results_frame(block, inputs if inputs is not None and len(inputs) == block.chunk.size else None))
+
+    def frame(self, frame: Any) -> None:
+        """Append one result table (a pandas DataFrame)."""
+        frame = frame.drop(columns=[c for c in (FILE_COLUMN, ROW_COLUMN) if c in frame.columns])
+        if self.fmt == "parquet":
+            self._parquet(frame)
+        elif self.fmt == "csv":
+            frame.to_csv(self._file, header=self.rows == 0, index=False, lineterminator="\n", na_rep="",
+                         float_format=None, encoding="utf-8")
+        else:
+            self._jsonl(frame)
+        self.rows += len(frame)
+
+    def _parquet(self, frame: Any) -> None:
+        pa = require("pyarrow")
+        pq = require("pyarrow.parquet")
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._writer is None:
+            self._schema = table.schema.remove_metadata()
+            self._writer = pq.ParquetWriter(self._file, self._schema)
+        self._writer.write_table(table.replace_schema_metadata(None).cast(self._schema))
+
+    def _jsonl(self, frame: Any) -> None:
+        lines = []
+        for rec in frame.to_dict("records"):
+            lines.append(json.dumps({k: _json_value(v) for k, v in rec.items()}, allow_nan=False))
+        if lines:
+            self._file.write(("\n".join(lines) + "\n").encode())
+
+    def close(self) -> None:
+        """Finish the file and rename it into place."""
+        if self._file is None:
+            return
+        if self.fmt == "parquet" and self._writer is None:  # no rows: an empty table of the known columns
+            self._parquet_empty()
+        if self._writer is not None:
+            self._writer.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        os.replace(self.tmp, self.path)
+
+    def _parquet_empty(self) -> None:
+        pa = require("pyarrow")
+        pq = require("pyarrow.parquet")
+        self._writer = pq.ParquetWriter(self._file, pa.schema([]))
+
+    def abort(self) -> None:
+        """Remove the temporary file (the run failed: no ``--output`` file is left behind)."""
+        if self._file is not None:
+            try:
+                if self._writer is not None:
+                    self._writer.close()
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+
+
+def _json_value(v: Any) -> Any:
+    import pandas as pd
+
+    if v is None or v is pd.NA:
+        return None
+    if isinstance(v, (np.bool_, bool)):
+        return bool(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, (str, int)):
+        return v
+    return str(v)
