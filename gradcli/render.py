@@ -846,15 +846,15 @@ def explain_rich(e: Any, console: Any) -> None:
     console.print(tree)
 
     def table(title: str, steps: Any, adjoint: str) -> None:
-        t = Table(title=title, title_justify="left", show_edge=True, pad_edge=False)
-        for name, just in (("#", "right"), ("out", "left"), ("op", "left"), ("inputs", "left"), ("value", "right"),
-                           (adjoint, "right")):
-            t.add_column(name, justify=just, no_wrap=name in ("value", adjoint, "#"))
+        # a _Grid: names are never cut ("…"); a table too wide for the terminal becomes key/value lines
+        columns = [("#", True, "right"), ("out", True, "left"), ("op", False, "left"), ("inputs", False, "left"),
+                   ("value", True, "right"), (escape(adjoint), True, "right")]
+        grid = _Grid(columns, title=escape(title), name_rows=True)
         for i, s in enumerate(steps):
             params = "".join(f" {k}={v}" for k, v in s.params.items())
-            t.add_row(str(i), escape(s.out), escape(s.op + params), escape(", ".join(s.inputs)), repr(s.value),
-                      repr(s.adjoint))
-        console.print(t)
+            grid.add([str(i), escape(s.out), escape(s.op + params), escape(", ".join(s.inputs)), repr(s.value),
+                      repr(s.adjoint)])
+        grid.print(console)
 
     table("tape (recording order; forward value, then the reverse sweep's adjoint)", e.tape, "adjoint ∂f/∂v")
     if e.nested is not None:
