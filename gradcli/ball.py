@@ -357,19 +357,21 @@ def _walk(graph: Graph, alg: Any, point: dict[str, arb], seeds: dict[str, arb_se
             # y identically 0 (a constant, not a series that merely starts with 0) on the negative x axis:
             # the angle is pi, constant; with a moving y the angle jumps there (the rule's nan)
             out = alg.const(arb.pi())
+        elif any(tainted[j] for j in node.inputs):
+            # undefined derivatives stay undefined: FLINT's series product would turn 0 * nan into 0
+            out = nan_series(values[node.inputs[0]].prec)
         else:
             out = alg.op(prim, [values[j] for j in node.inputs], params)
-        if any(tainted[j] for j in node.inputs) or not alg.finite(out):
-            # undefined derivatives stay undefined: FLINT's series product would turn 0 * nan into 0
-            out = nan_series(out.prec)
+        c = out.coeffs()  # once per node: the value, and whether some coefficient is undefined
+        v = c[0] if c else arb(0)
+        if c and not (v.is_finite() and c[-1].is_finite()):
             tainted[i] = True
-        v = alg.value(out)
+            if culprit is None:
+                culprit = i
         plain.append(v)
         values.append(out)
         if kink is None and prim.name in ("abs", "sign") and any(plain[j].contains(0) for j in node.inputs):
             kink = i
-        if culprit is None and not (finite(v) and alg.finite(out)):
-            culprit = i
     return Enclosure(values[graph.output], culprit, kink)
 
 
