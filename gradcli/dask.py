@@ -236,7 +236,7 @@ def connect(address: str, stack: ExitStack) -> Any:
     distributed = require("distributed")
     if address == "local":
         cluster = stack.enter_context(distributed.LocalCluster(
-            n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
             silence_logs=logging.ERROR))
         return stack.enter_context(distributed.Client(cluster))
     try:

@@ -203,32 +203,40 @@ class ParquetReader:
 # ---- the same reading, as pieces for Dask partitions ------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """Row groups of one file: one Dask partition. Plain data (sent to the workers as is)."""
+    """Rows ``first_row`` to ``first_row + rows`` of one file: one Dask partition. Plain data (sent to
+    the workers as is)."""
 
     path: str
-    row_groups: tuple[int, ...]
-    first_row: int  # the piece's first row, counted within its file from 0
+    row_groups: tuple[int, ...]  # the row groups that hold these rows
+    skip: int  # rows of the first of them before ``first_row``
+    first_row: int  # counted within the file from 0
     rows: int
     columns: tuple[str, ...] | None  # None: every column
 
 
-def pieces(spec: str, needed: Sequence[str], *, keep_columns: bool, partition_rows: int = 1 << 20) -> list[Piece]:
-    """Row groups gathered into pieces of about ``partition_rows`` rows (footers only are read here)."""
+#: Rows per Dask partition: a multiple of BATCH_ROWS, so that a partition is cut into the very chunks one
+#: process reads (``iter_batches`` cuts each file every BATCH_ROWS rows), and the rows come out identical.
+PARTITION_ROWS = 16 * BATCH_ROWS
+
+
+def pieces(spec: str, needed: Sequence[str], *, keep_columns: bool, partition_rows: int = PARTITION_ROWS
+           ) -> list[Piece]:
+    """Each file cut every ``partition_rows`` rows (footers only are read here)."""
+    if partition_rows % BATCH_ROWS:
+        raise ValueError("partition_rows must be a multiple of BATCH_ROWS")
     out: list[Piece] = []
     for path in parquet_files(spec):
         pf = _open(path)
         names = pf.schema_arrow.names
         columns = None if keep_columns else tuple(c for c in needed if c in names)
-        groups: list[int] = []
-        first = rows = 0
-        for g in range(pf.metadata.num_row_groups):
-            groups.append(g)
-            rows += pf.metadata.row_group(g).num_rows
-            if rows >= partition_rows:
-                out.append(Piece(path, tuple(groups), first, rows, columns))
-                first, groups, rows = first + rows, [], 0
-        if groups or not out or out[-1].path != path:
-            out.append(Piece(path, tuple(groups), first, rows, columns))
+        meta = pf.metadata
+        starts = np.cumsum([0] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+        total = int(starts[-1])
+        for first in range(0, max(total, 1), partition_rows):
+            stop = min(first + partition_rows, total)
+            groups = tuple(int(g) for g in range(meta.num_row_groups) if starts[g] < stop and starts[g + 1] > first)
+            skip = first - int(starts[groups[0]]) if groups else 0
+            out.append(Piece(path, groups, skip, first, stop - first, columns))
     return out
 
 
@@ -237,8 +245,12 @@ def read_piece(piece: Piece) -> Any:
     pq = require("pyarrow.parquet")
     pd = require("pandas")
     pf = pq.ParquetFile(piece.path)
-    table = pf.read_row_groups(list(piece.row_groups), columns=list(piece.columns) if piece.columns is not None
-                               else None) if piece.row_groups else pf.schema_arrow.empty_table()
+    columns = list(piece.columns) if piece.columns is not None else None
+    if piece.row_groups:
+        table = pf.read_row_groups(list(piece.row_groups), columns=columns).slice(piece.skip, piece.rows)
+    else:
+        table = pf.schema_arrow.empty_table()
+        table = table.select(columns) if columns is not None else table
     frame = table.to_pandas()
     frame[FILE_COLUMN] = pd.Categorical([piece.path] * len(frame), categories=[piece.path])
     frame[ROW_COLUMN] = np.arange(piece.first_row + 1, piece.first_row + len(frame) + 1, dtype=np.int64)
