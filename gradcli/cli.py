@@ -326,6 +326,8 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
         raise InputError(f"--at names '{unknown[0]}', which is neither in EXPR nor in --wrt")
     if grids:
         points = list(grids.values())
+    if poly and fmt == "table" and points is not None:  # many points: one polynomial a line, no tables
+        fmt = "plain"
     missing = [v for v in variables if v not in at and v not in grids]
     if missing and (points is None or grids):
         raise InputError(f"--at is missing a value for {', '.join(repr(m) for m in missing)}")

@@ -83,6 +83,12 @@ def test_poly_table_prints_the_polynomial_under_the_table(capsys, monkeypatch) -
     assert "coefficient" in out
 
 
+def test_poly_table_with_many_points_is_one_polynomial_a_line(capsys) -> None:
+    code, out, _ = run(capsys, "taylor", "x**2", "--wrt", "x", "--order", "1", "--at", "x=1:2:1", "--poly",
+                       "--format", "table", "--no-check")
+    assert (code, out) == (0, "1.0 + 2.0*(x - 1.0)\n4.0 + 4.0*(x - 2.0)\n")
+
+
 def test_format_latex_without_poly_is_exit_2(capsys) -> None:
     code, out, err = run(capsys, "taylor", "exp(x)", "--wrt", "x", "--order", "2", "--at", "x=0", "--format", "latex")
     assert (code, out) == (2, "") and "--poly" in err
