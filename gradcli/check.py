@@ -106,6 +106,8 @@ def _evaluate(d: sympy.Expr, point: dict[str, Any], dps: int) -> Any:
     val = d.evalf(dps, subs=subs)
     if not val.is_number:
         return mpmath.mpf("nan")
+    if val.has(sympy.nan):  # 0/0 (LambertW'(0) as W/(x (1 + W))): as_real_imag's comparison would raise
+        return mpmath.mpf("nan")
     if not val.is_real:
         re, im = val.as_real_imag()
         if abs(sympy.N(im, 5)) > 0:

@@ -1056,10 +1056,10 @@ def _b_atan2(y: Any, x: Any) -> Any:
 
 
 def _composed(rule: Callable[[Any], Any], coeffs_at: Callable[[Any, int], Any], u: Any) -> Any:
-    """``rule(u)``; a series of one term (a constant) is its value alone, since FLINT refuses to compose
-    with a one-term series (its check sees no constant term to be zero)."""
-    if u.prec == 1:
-        return _flint.arb_series([_arb0(coeffs_at(_arb0(u), 1))], prec=1)
+    """``rule(u)``; a u that does not move (one term, or u - u0 exactly 0: atan2(x, x)) gives the value
+    alone, since FLINT refuses to compose with a series that has no stored terms."""
+    if len(u.coeffs()) <= 1:
+        return _flint.arb_series([_arb0(coeffs_at(_arb0(u), 1))], prec=u.prec)
     return rule(u)
 
 

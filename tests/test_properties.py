@@ -352,6 +352,8 @@ def oracle(tree: Tree, names: list[str], point: dict[str, float]) -> Oracle:
     if d.has(sympy.Derivative):
         return Oracle(None, False, _rough(f, point), known=False)
     value = _at(d, point)
+    if value is None and _lambertw_at_zero(f, point):
+        return Oracle(None, False, True, known=False)  # sympy's W/(x (1 + W)) is 0/0 there; W'(0) = 1
     rough = _rough(f, point)
     fair = value is not None and abs(value) <= 1e8 and not rough
     if fair:
@@ -361,6 +363,11 @@ def oracle(tree: Tree, names: list[str], point: dict[str, float]) -> Oracle:
                 fair = False
                 break
     return Oracle(value, fair, rough)
+
+
+def _lambertw_at_zero(f: sympy.Expr, point: dict[str, float]) -> bool:
+    nodes = sympy.preorder_traversal(f)
+    return any(isinstance(n, sympy.LambertW) and _at(n.args[0], point, dps=40) == 0 for n in nodes)
 
 
 def _size_ok(tree: Tree, names: list[str]) -> bool:
