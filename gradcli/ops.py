@@ -1049,6 +1049,8 @@ def _b_atan2(y: Any, x: Any) -> Any:
     # cut (x0 <= 0, y0 = 0), where the angle jumps by 2 pi, nor at the origin
     y0, x0 = _arb0(y), _arb0(x)
     n = min(y.prec, x.prec)
+    if n == 1 and y0.is_zero() and x0 < 0:  # the value alone: atan2(0, x < 0) = pi is defined
+        return _flint.arb_series([_flint.arb.pi()], prec=1)
     if y0.contains(0) and not x0 > 0:
         return _flint.arb_series([_flint.arb.nan()] * n, prec=n)
     v = ((x0 * y - y0 * x) / (x0 * x + y0 * y)).atan()
