@@ -237,7 +237,7 @@ def connect(address: str, stack: ExitStack) -> Any:
     if address == "local":
         cluster = stack.enter_context(distributed.LocalCluster(
             n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
-            silence_logs=logging.ERROR))
+            silence_logs=logging.ERROR, env={"GRADCLI_THREADS": "1"}))  # one core each: no thread pool per worker
         return stack.enter_context(distributed.Client(cluster))
     try:
         return stack.enter_context(distributed.Client(address, timeout="10s"))
