@@ -242,7 +242,15 @@ class Block:
 
 
 def groups(job: Job) -> list[Group]:
-    """What the ball engine computes for each entry, in the order of :func:`_entries` (row-major)."""
+    """What the ball engine computes for each entry, in the order of :func:`_entries` (row-major);
+    built once per job."""
+    found = job.oracles.get(("groups",))
+    if found is None:
+        found = job.oracles[("groups",)] = _groups(job)
+    return found
+
+
+def _groups(job: Job) -> list[Group]:
     if job.command == "d":
         wrt = list(job.wrt)
         return [Group(job.preps[0].graph, {n: wrt.count(n) for n in dict.fromkeys(wrt)})]

@@ -7,6 +7,7 @@ with a :class:`~gradcli.taylor.Failure` saying which points left the domain.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +71,7 @@ def resolve_wrt(prep: Prepared, wrt: str | list[str] | tuple[str, ...] | None) -
             raise InputError(f"--wrt is required: EXPR has {len(prep.variables)} variables ({found})")
         names = [prep.variables[0]]
     elif isinstance(wrt, str):
-        names = parse_wrt(wrt)
+        names = list(_parse_wrt(wrt))
     else:
         names = parse_wrt(",".join(str(w) for w in wrt)) if wrt else parse_wrt("")
     notes = [
@@ -79,6 +80,13 @@ def resolve_wrt(prep: Prepared, wrt: str | list[str] | tuple[str, ...] | None) -
         if n not in prep.variables
     ]
     return names, notes
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_wrt(spec: str) -> tuple[str, ...]:
+    from .parse import parse_wrt
+
+    return tuple(parse_wrt(spec))
 
 
 def resolve_point(prep: Prepared, wrt: list[str], at: dict[str, Any] | None) -> dict[str, Any]:
