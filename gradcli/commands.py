@@ -60,6 +60,8 @@ class Job:
     order: int = 0  # taylor
     engine: str = "auto"  # d: auto, taylor or reverse (the Python API's engine=)
     oracles: dict[Any, Oracle | TaylorChain] = field(default_factory=dict)
+    #: what the ball engine computes per entry (see :func:`groups`), built on first use
+    plan: list[Group] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def labels(self) -> list[str]:
@@ -244,10 +246,9 @@ class Block:
 def groups(job: Job) -> list[Group]:
     """What the ball engine computes for each entry, in the order of :func:`_entries` (row-major);
     built once per job."""
-    found = job.oracles.get(("groups",))
-    if found is None:
-        found = job.oracles[("groups",)] = _groups(job)
-    return found
+    if not job.plan:
+        job.plan.extend(_groups(job))
+    return job.plan
 
 
 def _groups(job: Job) -> list[Group]:
