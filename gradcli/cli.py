@@ -384,8 +384,6 @@ def _expected(job: Any, expect: tuple[Any, ...] | None, points: str | None) -> A
         if len(expect) != 1:
             raise InputError(f"--expect: d has one value, got {len(expect)}")
         return expect[0]
-    if points is not None:
-        raise InputError(f"--expect with --points works for d only, not {job.command}")
     rows = {"grad": 1, "taylor": 1, "hessian": len(job.wrt), "jacobian": len(job.preps)}[job.command]
     cols = job.order + 1 if job.command == "taylor" else len(job.wrt)
     if len(expect) != rows * cols:
@@ -502,7 +500,9 @@ def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str],
     bk, tol = job.bk, job.tol
     fmt_number = (lambda v: number(v, job.digits)) if job.digits else (lambda v: number(float(v), None))
     defaults = {k: bk.scalar(v) for k, v in at.items() if k in variables}
-    expected = bk.scalar(expect) if expect is not None and job.command == "d" else None
+    expected = None
+    if expect is not None:  # d: one value; the others: every entry, row-major (checked by _expected)
+        expected = bk.scalar(expect) if job.command == "d" else [bk.scalar(e) for e in expect]
     parquet = isinstance(points, str) and _is_parquet(points)  # issue 13: a file, directory or glob
     stream, ours = _open_points(points) if isinstance(points, str) and not parquet else (None, False)
     failed_rows, notes, bad_rows, replaced = 0, 0, 0, 0
@@ -642,20 +642,32 @@ def _skipped_checks(block: Any, seen: dict[str, list[Any]]) -> None:
 
 
 def _expect_failed(block: Any, expected: Any, tol: float) -> np.ndarray:
-    """Rows (inside the domain) whose value misses --expect."""
+    """Rows (inside the domain) whose value misses --expect (any entry, for a vector or matrix)."""
     from .check import close, rel_err_many
 
-    if block.values.dtype == object:
-        off = np.array([not close(v, expected, tol) for v in block.values], dtype=bool)
-    else:
-        off = rel_err_many(block.values, np.full(block.chunk.size, float(expected))) > tol
+    n = block.chunk.size
+    flat = block.values.reshape(n, -1)
+    want = expected if isinstance(expected, list) else [expected]
+    off = np.zeros(n, dtype=bool)
+    for j, e in enumerate(want):
+        if flat.dtype == object:
+            off |= np.array([not close(v, e, tol) for v in flat[:, j]], dtype=bool)
+        else:
+            off |= rel_err_many(flat[:, j], np.full(n, float(e))) > tol
     return off & ~block.bad
 
 
 def _expect_text(value: Any, expected: Any, tol: float) -> str:
     from .commands import expect_mismatch
 
-    return expect_mismatch(value, expected, tol) or ""
+    if not isinstance(expected, list):
+        return expect_mismatch(value, expected, tol) or ""
+    got = np.asarray(value, dtype=object).reshape(-1)
+    for k, (v, e) in enumerate(zip(got, expected), start=1):
+        bad = expect_mismatch(v, e, tol)
+        if bad:
+            return f"entry {k}: {bad}"
+    return ""
 
 
 def _matrix_wrt(preps: list[Any], wrt: list[str] | None) -> list[str]:

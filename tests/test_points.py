@@ -508,3 +508,15 @@ def test_check_budget_skips_rows_with_one_note_not_one_per_row(
     # one note for the run, not one per row: why depends on how far sympy got in the budget (taking the
     # derivative, or evaluating it chunk by chunk), which depends on the machine; the values are certified
     assert 1 <= len(notes) <= 3 and any("check skipped for" in n for n in notes)
+
+
+def test_expect_with_points_compares_every_entry_of_every_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "p.csv", "x,y\n1,2\n2,3\n")
+    # grad x*y = (y, x): row 1 is (2, 1); row 2 is (3, 2)
+    code, out, err = run(capsys, "grad", "x*y", "--points", path, "--expect", "2,1", "--format", "plain")
+    assert code == 1 and out == "2.0 1.0\n3.0 2.0\n"
+    assert err.count("\n") == 1 and "line 3: --expect failed: entry 1" in err
+    code, _, _ = run(capsys, "hessian", "x*y", "--points", path, "--expect", "0,1,1,0", "--format", "plain")
+    assert code == 0
