@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -38,16 +39,18 @@ from .parquet import (
     FILE_COLUMN,
     ROW_COLUMN,
     OutputSink,
+    Piece,
+    arrow_chunk,
     pieces,
-    read_piece,
+    read_table,
     require,
     result_names,
     results_frame,
     validated_chunk,
 )
 
-__all__ = ["JobSpec", "evaluate_partition", "table", "derivative", "gradient", "hessian", "run_cluster_job",
-           "connect"]
+__all__ = ["JobSpec", "evaluate_partition", "evaluate_piece", "piece_table", "worker_setup", "WORKER_ENV", "table",
+           "derivative", "gradient", "hessian", "run_cluster_job", "connect"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,81 @@ def _job(spec: JobSpec) -> Any:
                check_timeout=spec.check_timeout, order=spec.order)
 
 
+#: What a worker process is set up with (:func:`worker_setup`; also the LocalCluster's environment): one
+#: gradcli thread per Dask thread, and glibc's malloc left to keep its freed blocks. Dask's nanny sets
+#: MALLOC_TRIM_THRESHOLD_=65536, which also freezes malloc's mmap threshold at 128 KiB: every column of a
+#: chunk (512 KiB) is then a fresh mmap, page-faulted in and unmapped again, and a worker evaluates about
+#: 1.5x slower than one process. Peaks stay bounded: freed blocks are reused for the next chunk.
+WORKER_ENV = {"GRADCLI_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
+_set_up = False
+
+
+def worker_setup() -> None:
+    """Once per worker process (a no-op elsewhere): :data:`WORKER_ENV` for a worker started by someone
+    else (``dask worker``): GRADCLI_THREADS=1 unless set, and malloc's thresholds through ``mallopt``."""
+    global _set_up
+    if _set_up:
+        return
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return  # not on a distributed worker: the caller's process is left as it is
+    _set_up = True
+    os.environ.setdefault("GRADCLI_THREADS", WORKER_ENV["GRADCLI_THREADS"])
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(-3, int(WORKER_ENV["MALLOC_MMAP_THRESHOLD_"]))  # M_MMAP_THRESHOLD
+            libc.mallopt(-1, int(WORKER_ENV["MALLOC_TRIM_THRESHOLD_"]))  # M_TRIM_THRESHOLD
+        except (OSError, AttributeError):  # not glibc
+            pass
+
+
+def evaluate_piece(piece: Piece, spec: JobSpec) -> Any:
+    """One ``--points`` partition, read AND evaluated in one task on a worker: the piece's rows are read
+    with pyarrow, a chunk of :data:`~gradcli.parquet.BATCH_ROWS` rows at a time (the chunks one process
+    reads), and only the result table leaves the worker (the piece's columns, then the value, check and
+    certificate columns: :func:`gradcli.parquet.results_frame`). No hidden columns: the client names a row
+    by its piece (``piece.path``, row ``piece.first_row + i + 1``). A bad input row raises an InputError
+    naming its file and row."""
+    from .commands import evaluate_block
+
+    worker_setup()
+    pd = require("pandas")
+    job = _job(spec)
+    defaults = dict(spec.defaults)
+    table = read_table(piece)
+    frames = []
+    for start in range(0, max(table.num_rows, 1), BATCH_ROWS):
+        part = table.slice(start, BATCH_ROWS)
+        first = piece.first_row + start
+
+        def where(i: int, first: int = first) -> str:
+            return f"{piece.path}, row {first + i + 1}"
+
+        chunk = arrow_chunk(part, spec.variables, defaults, where, range(first + 1, first + part.num_rows + 1))
+        inputs = part.to_pandas()
+        if chunk.size == 0:
+            frames.append(_empty(job, inputs))
+            continue
+        block = evaluate_block(job, chunk)
+        if spec.strict:
+            _raise_first(block, where)
+        frames.append(results_frame(block, inputs))
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def piece_table(spec: JobSpec, parts: Sequence[Piece]) -> Any:
+    """The lazy result table over ``parts``: a dask DataFrame, one :func:`evaluate_piece` task per piece."""
+    dd = require("dask.dataframe")
+    meta = _meta(spec, read_table(parts[0]).slice(0, 0).to_pandas())
+    return dd.from_map(evaluate_piece, parts, args=(spec,), meta=meta, label="gradcli", enforce_metadata=False)
+
+
 def evaluate_partition(frame: Any, spec: JobSpec, partition_info: dict[str, Any] | None = None) -> Any:
     """One partition's result table (runs on a worker): the input's columns, the values, the check and
     certificate columns, and ``error`` (see :func:`gradcli.parquet.results_frame`).
@@ -97,6 +175,7 @@ def evaluate_partition(frame: Any, spec: JobSpec, partition_info: dict[str, Any]
     partition and row, for a dataframe that does not come from ``--points``)."""
     from .commands import evaluate_block
 
+    worker_setup()
     pd = require("pandas")
     job = _job(spec)
     defaults = dict(spec.defaults)
@@ -237,7 +316,7 @@ def connect(address: str, stack: ExitStack) -> Any:
     if address == "local":
         cluster = stack.enter_context(distributed.LocalCluster(
             n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
-            silence_logs=logging.ERROR, env={"GRADCLI_THREADS": "1"}))  # one core each: no thread pool per worker
+            silence_logs=logging.ERROR, env=dict(WORKER_ENV)))  # one core each: no thread pool per worker
         return stack.enter_context(distributed.Client(cluster))
     try:
         return stack.enter_context(distributed.Client(address, timeout="10s"))
@@ -254,13 +333,10 @@ def run_cluster_job(job: Any, points: str, at: dict[str, Any], variables: list[s
     the GradcliError that ends the run: a bad row, exit 2; rows outside the domain, exit 3, after writing).
 
     ``progress(done, total)`` is called as partitions finish."""
-    dd = require("dask.dataframe")
     distributed = require("distributed")
     spec = JobSpec.of(job, variables, {k: job.bk.scalar(v) for k, v in at.items()})
     parts = pieces(points, variables, keep_columns=output is not None)
-    meta_in = read_piece(parts[0]).iloc[:0]
-    ddf = dd.from_map(read_piece, parts, meta=meta_in, label="gradcli-read", enforce_metadata=False)
-    result = ddf.map_partitions(evaluate_partition, spec, meta=_meta(spec, meta_in))
+    result = piece_table(spec, parts)
     sink = OutputSink(output) if output is not None else None
     state = _Findings(job, note, expect)
     try:
@@ -275,7 +351,7 @@ def run_cluster_job(job: Any, points: str, at: dict[str, Any], variables: list[s
                 while next_i < total and next_i in done:
                     frame = _result(futures[next_i])
                     futures[next_i].release()
-                    state.add(frame)
+                    state.add(frame, parts[next_i])
                     if sink is not None:
                         sink.frame(frame)
                     else:
@@ -317,10 +393,12 @@ class _Findings:
         self.bad = self.failed = self.notes = 0
         self.first_error: str | None = None
 
-    def add(self, frame: Any) -> None:
+    def add(self, frame: Any, piece: Piece | None = None) -> None:
         from .check import rel_err_many
 
         def where(i: int) -> str:
+            if piece is not None:
+                return f"{piece.path}, row {piece.first_row + i + 1}"
             if FILE_COLUMN in frame.columns:
                 return f"{frame[FILE_COLUMN].iloc[i]}, row {frame[ROW_COLUMN].iloc[i]}"
             return f"row {i + 1}"

@@ -37,7 +37,8 @@ from .commands import Block, Chunk, Job
 from .errors import InputError, IOFault
 
 __all__ = ["EXTRA_HINT", "is_parquet", "parquet_files", "ParquetReader", "Piece", "pieces", "read_piece",
-           "validated_chunk", "result_names", "results_frame", "output_format", "OutputSink", "BATCH_ROWS"]
+           "read_table", "arrow_chunk", "validated_chunk", "result_names", "results_frame", "output_format",
+           "OutputSink", "BATCH_ROWS"]
 
 #: What to install when pyarrow, pandas or dask are missing.
 EXTRA_HINT = "pip install 'gradcli[dask]'"
@@ -240,21 +241,55 @@ def pieces(spec: str, needed: Sequence[str], *, keep_columns: bool, partition_ro
     return out
 
 
+def read_table(piece: Piece) -> Any:
+    """A piece's rows as a pyarrow Table (its columns only: no pandas, no hidden columns)."""
+    pa = require("pyarrow")
+    pf = _open(piece.path)
+    columns = list(piece.columns) if piece.columns is not None else None
+    try:
+        if piece.row_groups:
+            return pf.read_row_groups(list(piece.row_groups), columns=columns).slice(piece.skip, piece.rows)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InputError(f"--points {piece.path}: cannot read it ({_first_line(exc)})") from None
+    table = pf.schema_arrow.empty_table()
+    return table.select(columns) if columns is not None else table
+
+
 def read_piece(piece: Piece) -> Any:
     """A piece's rows as a pandas DataFrame, with two hidden columns naming them (file, row in file)."""
-    pq = require("pyarrow.parquet")
     pd = require("pandas")
-    pf = pq.ParquetFile(piece.path)
-    columns = list(piece.columns) if piece.columns is not None else None
-    if piece.row_groups:
-        table = pf.read_row_groups(list(piece.row_groups), columns=columns).slice(piece.skip, piece.rows)
-    else:
-        table = pf.schema_arrow.empty_table()
-        table = table.select(columns) if columns is not None else table
-    frame = table.to_pandas()
-    frame[FILE_COLUMN] = pd.Categorical([piece.path] * len(frame), categories=[piece.path])
-    frame[ROW_COLUMN] = np.arange(piece.first_row + 1, piece.first_row + len(frame) + 1, dtype=np.int64)
+    frame = read_table(piece).to_pandas()
+    n = len(frame)
+    frame[FILE_COLUMN] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[piece.path])
+    frame[ROW_COLUMN] = np.arange(piece.first_row + 1, piece.first_row + n + 1, dtype=np.int64)
     return frame
+
+
+def arrow_chunk(table: Any, needed: Sequence[str], defaults: dict[str, float], where: Any,
+                lines: Sequence[int | None]) -> Chunk:
+    """:func:`validated_chunk` of a pyarrow Table, without pandas: numeric columns with no null and no
+    non-finite value go straight to float64 arrays; anything else takes :func:`validated_chunk`'s path, so
+    the values and the messages are the same."""
+    pa = require("pyarrow")
+    n = table.num_rows
+    names = set(table.column_names)
+    values: dict[str, np.ndarray] = {}
+    for name in needed:
+        if name not in names:
+            if name not in defaults:
+                break
+            values[name] = np.full(n, float(defaults[name]))
+            continue
+        col = table.column(name)
+        if col.null_count or not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+            break
+        arr = np.ascontiguousarray(col.to_numpy(), dtype=np.float64)
+        if not np.isfinite(arr).all():
+            break
+        values[name] = arr
+    else:
+        return Chunk(values, n, tuple(lines))
+    return validated_chunk(table.to_pandas(), needed, defaults, where, lines)
 
 
 # ---- results as a table ----------------------------------------------------------------------------------

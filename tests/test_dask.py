@@ -159,3 +159,22 @@ def test_dask_without_an_address_starts_a_local_cluster(tmp_path) -> None:
     cluster = subprocess.run([*argv, "--dask"], capture_output=True, text=True, timeout=120)
     assert (cluster.returncode, cluster.stderr) == (0, "")
     assert cluster.stdout == single.stdout == "0.8775825618903728\n0.5403023058681398\n-0.4161468365471424\n"
+
+
+def test_a_partition_is_one_task_that_reads_and_evaluates_on_the_worker(data) -> None:
+    """No input frame travels between workers: each piece's one task reads it and returns only the results."""
+    from gradcli import ops
+    from gradcli.commands import Job
+    from gradcli.derive import prepare
+    from gradcli.parquet import pieces
+
+    spec = gdask.JobSpec.of(Job("d", (prepare(EXPR),), ("x",), ops.F64), ["x", "y"])
+    parts = pieces(str(data), ["x", "y"], keep_columns=False)
+    result = gdask.piece_table(spec, parts)
+    graph = dict(result.__dask_graph__())
+    names = [key[0].rsplit("-", 1)[0] for key in graph]
+    assert set(names) <= {"gradcli", "_to_string_dtype"}  # no read task: dask only fuses its dtype step in
+    assert names.count("gradcli") == len(parts) == 6
+    assert "Fused" in str(result.expr.optimize().tree_repr())
+    frame = result.partitions[3].compute(scheduler="sync")
+    assert list(frame.columns) == ["x", "y", "value", "check_ok", "check_rel_err", "certified", "error"]

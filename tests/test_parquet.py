@@ -124,3 +124,35 @@ def test_without_the_extra_one_line_says_what_to_install(capsys, data, tmp_path,
     assert (code, out) == (2, "")
     assert err == "gradcli: error: pyarrow is not installed; Parquet, --output and --dask need it: " \
                   "pip install 'gradcli[dask]'\n"
+
+
+@pytest.mark.parametrize(("column", "message"), [
+    (pa.array([1.0, float("nan"), 2.0]), "row 2: the value of 'x' is missing (null or NaN)"),
+    (pa.array([1.0, None, 2.0], type=pa.float64()), "row 2: the value of 'x' is missing (null or NaN)"),
+    (pa.array([1.0, 2.0, float("inf")]), "row 3: the value of 'x' is not finite (inf)"),
+    (pa.array(["1", "2", "3"]), "the column 'x' holds"),
+])
+def test_the_arrow_path_reads_and_rejects_as_the_pandas_path(column, message) -> None:
+    from gradcli.errors import InputError
+    from gradcli.parquet import arrow_chunk, validated_chunk
+
+    table = pa.table({"x": column})
+
+    def where(i: int) -> str:
+        return f"f.parquet, row {i + 1}"
+
+    for read in (lambda: arrow_chunk(table, ["x", "y"], {"y": 0.5}, where, range(1, 4)),
+                 lambda: validated_chunk(table.to_pandas(), ["x", "y"], {"y": 0.5}, where, range(1, 4))):
+        with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            read()
+
+
+def test_the_arrow_path_gives_the_pandas_paths_float64_values() -> None:
+    from gradcli.parquet import arrow_chunk, validated_chunk
+
+    table = pa.table({"x": pa.array([1, 2, 3], type=pa.int32()), "z": pa.array([0.5, 1.5, 2.5], type=pa.float32())})
+    a = arrow_chunk(table, ["x", "y", "z"], {"y": 0.25}, str, range(1, 4))
+    b = validated_chunk(table.to_pandas(), ["x", "y", "z"], {"y": 0.25}, str, range(1, 4))
+    assert a.size == b.size == 3 and a.lines == b.lines
+    for k in ("x", "y", "z"):
+        assert a.values[k].dtype == np.float64 and np.array_equal(a.values[k], b.values[k])
