@@ -155,7 +155,10 @@ def check_work(group: Group, digits: int | None) -> None:
     from .errors import InputError
 
     if digits and digits > MAX_DIGITS_GAMMA:
-        slow = sorted({node.op for node in group.graph.nodes if node.op in ("gamma", "loggamma", "polygamma")})
+        from . import ops
+
+        slow = sorted({node.op for node in group.graph.nodes
+                       if node.op in ops.REGISTRY and ops.REGISTRY[node.op].slow_digits})
         if slow:
             raise InputError(f"--digits above {MAX_DIGITS_GAMMA} is not supported for {', '.join(slow)} "
                              "(seconds per point in ball arithmetic)")

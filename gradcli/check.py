@@ -123,6 +123,20 @@ def _evaluate(d: sympy.Expr, point: dict[str, Any], dps: int) -> Any:
 _LONGEST_WAIT = 1e7
 
 
+#: Why a witness has no verdict where its formula has no value but the certified derivative exists.
+NO_VALUE = "sympy's derivative has no value at this point (its formula is 0/0 or similar there)"
+
+
+def _undefined(oracle: Any, value: Any) -> bool:
+    """sympy's formula is undefined (nan) where the value is finite: a removable singularity of the
+    formula (lambertw'(0) = W/(x (1 + W)) is 0/0), not a disagreement. The value was certified by balls,
+    which only enclose a derivative that exists."""
+    try:
+        return bool(mpmath.isnan(mpmath.mpf(oracle))) and bool(mpmath.isfinite(mpmath.mpf(value)))
+    except (TypeError, ValueError):
+        return False
+
+
 def _bounded(fn: Callable[[Callable[[], bool]], Any], timeout: float) -> tuple[bool, Any]:
     """Run ``fn(expired)`` in a daemon thread for at most ``timeout`` s: (finished, result).
 
@@ -188,6 +202,8 @@ class Oracle:
             if not done:
                 return CheckResult(ok=None, symbolic=self.symbolic_text,
                                    skipped=f"evaluating sympy's derivative took over {self.timeout:g} s")
+            if _undefined(oracle, value):
+                return CheckResult(ok=None, symbolic=self.symbolic_text, skipped=NO_VALUE)
             err = rel_err(value, oracle)
             return CheckResult(ok=err <= tol, symbolic=self.symbolic_text, value=oracle, rel_err=err)
         # no symbolic derivative in the budget: the ball-arithmetic certificate stands alone
@@ -302,6 +318,11 @@ class Oracle:
                 except (TypeError, ValueError, ZeroDivisionError, OverflowError):
                     got = mpmath.mpf("nan")
                 got = _real(got)
+                if _undefined(got, values[i]):  # the precise per-point check says so (single)
+                    batch.single[int(i)] = CheckResult(ok=None, symbolic=self.symbolic_text, skipped=NO_VALUE)
+                    batch.status[i] = -1
+                    done += 1
+                    continue
                 err = rel_err(values[i], got)
                 batch.set(int(i), err <= tol, got, err)
                 done += 1
@@ -403,6 +424,8 @@ class TaylorChain:
             deadline = self._evaluation_deadline.setdefault(
                 key, max(self._start + self.timeout, _now() + self.timeout / 5))
             done, got = _bounded(lambda expired: _evaluate(oracle.symbolic, point, dps), deadline - _now())
+            if done and _undefined(got, value):
+                return CheckResult(ok=None, symbolic=oracle.symbolic_text, skipped=NO_VALUE)
             if done:
                 err = rel_err(value, got)
                 return CheckResult(ok=err <= tol, symbolic=oracle.symbolic_text, value=got, rel_err=err)

@@ -221,3 +221,10 @@ def test_a_printed_value_lies_within_tol_of_its_ball(expr, k, x100):
         b = enc.value
         err = (b - arb(out.value)).abs_upper()
         assert float(err) <= 1e-8 * max(float(b.abs_lower()), SMALL)
+
+
+def test_a_witness_whose_formula_is_0_over_0_is_skipped_not_a_mismatch(capsys):
+    # lambertw'(x) = W/(x (1 + W)) is 0/0 at x = 0; the derivative is W'(0) = 1 (W = x - x^2 + ...)
+    code, out, err = run(capsys, "d", "lambertw(x)", "--at", "x=0", "--format", "plain")
+    assert code == 0 and float(out) == 1.0
+    assert "no value at this point" in err and "certificate" in err
