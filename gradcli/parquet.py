@@ -74,8 +74,7 @@ def is_parquet(spec: str) -> bool:
 def parquet_files(spec: str) -> list[str]:
     """The Parquet files ``spec`` names, in the order their rows are numbered (sorted names)."""
     if os.path.isdir(spec):
-        found = sorted(os.path.join(root, f) for root, _, files in os.walk(spec) for f in files
-                       if f.lower().endswith(_SUFFIXES) and not f.startswith((".", "_")))
+        found = sorted(_walk(spec))
         if not found:
             raise InputError(f"--points: the directory '{spec}' holds no .parquet files")
         return found
@@ -87,6 +86,26 @@ def parquet_files(spec: str) -> list[str]:
     if not os.path.exists(spec):
         raise InputError(f"--points: cannot read '{spec}': no such file")
     return [spec]
+
+
+#: A directory given to --points is searched for Parquet files up to this many entries: a dataset's own
+#: directory holds far fewer, and --points / must end at once, not walk the whole file system.
+MAX_DIR_ENTRIES = 20_000
+
+
+def _walk(top: str) -> list[str]:
+    """The Parquet files below ``top`` (hidden and ``_``-prefixed entries skipped, links not followed)."""
+    found: list[str] = []
+    seen = 0
+    for root, dirs, files in os.walk(top):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        seen += len(dirs) + len(files)
+        if seen > MAX_DIR_ENTRIES:
+            raise InputError(f"--points: the directory '{top}' has more than {MAX_DIR_ENTRIES} entries below it; "
+                             "give the Parquet dataset's own directory, a file or a glob")
+        found += [os.path.join(root, f) for f in files
+                  if f.lower().endswith(_SUFFIXES) and not f.startswith((".", "_"))]
+    return found
 
 
 def _open(path: str) -> Any:
