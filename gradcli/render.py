@@ -568,7 +568,7 @@ class Renderer:
         reasons = []
         for c in checks:
             if c is not None and c.skipped:
-                why = c.skipped if c.ok is None else f"{c.skipped}; checked by {c.method} instead"
+                why = c.skipped
                 if why not in reasons:
                     reasons.append(why)
         if not job.check:
