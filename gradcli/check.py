@@ -87,14 +87,10 @@ def symbolic_derivative(
 
 
 def runs(wrt: list[str]) -> list[tuple[str, int]]:
-    """Consecutive repeats grouped: ["x", "x", "y"] -> [("x", 2), ("y", 1)]."""
-    runs: list[list[Any]] = []
-    for name in wrt:
-        if runs and runs[-1][0] == name:
-            runs[-1][1] += 1
-        else:
-            runs.append([name, 1])
-    return [(n, k) for n, k in runs]
+    """Consecutive repeats grouped: ["x", "x", "y"] -> [("x", 2), ("y", 1)] (:attr:`parse.Wrt.runs`)."""
+    from .parse import Wrt
+
+    return list(Wrt(wrt).runs)
 
 
 def _evaluate(d: sympy.Expr, point: dict[str, Any], dps: int) -> Any:

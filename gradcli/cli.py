@@ -57,8 +57,8 @@ def _unprefixed(message: str, param: Any) -> str:
 class WrtType(click.ParamType):
     name = "SPEC"
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> list[str]:
-        if isinstance(value, list) or _completing(ctx):
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, (list, tuple)) or _completing(ctx):  # already a parse.Wrt (or a list)
             return value
         from .parse import parse_wrt
 

@@ -24,6 +24,7 @@ from .derive import (
 )
 from .errors import NotFinite
 from .graph import finite_mask
+from .parse import Wrt
 
 __all__ = ["Job", "Row", "Chunk", "Block", "evaluate_block", "evaluate_chunk", "superscript", "partial_label"]
 
@@ -253,8 +254,7 @@ def groups(job: Job) -> list[Group]:
 
 def _groups(job: Job) -> list[Group]:
     if job.command == "d":
-        wrt = list(job.wrt)
-        return [Group(job.preps[0].graph, {n: wrt.count(n) for n in dict.fromkeys(wrt)})]
+        return [Group(job.preps[0].graph, Wrt(job.wrt).counts)]
     if job.command == "grad":
         return [Group(job.preps[0].graph, {w: 1}) for w in job.wrt]
     if job.command == "jacobian":

@@ -63,15 +63,17 @@ def prepare(expr: str | sympy.Expr) -> Prepared:
 
 def resolve_wrt(prep: Prepared, wrt: str | list[str] | tuple[str, ...] | None) -> tuple[list[str], list[str]]:
     """The differentiation sequence, and notes for variables EXPR does not contain (likely typos)."""
-    from .parse import parse_wrt
+    from .parse import Wrt, parse_wrt
 
     if wrt is None:
         if len(prep.variables) != 1:
             found = ", ".join(prep.variables) if prep.variables else "none"
             raise InputError(f"--wrt is required: EXPR has {len(prep.variables)} variables ({found})")
-        names = [prep.variables[0]]
+        names = Wrt(prep.variables[:1])
+    elif isinstance(wrt, Wrt):
+        names = wrt  # parsed once (the CLI's --wrt), passed on as it is
     elif isinstance(wrt, str):
-        names = list(_parse_wrt(wrt))
+        names = _parse_wrt(wrt)
     else:
         names = parse_wrt(",".join(str(w) for w in wrt)) if wrt else parse_wrt("")
     notes = [
@@ -83,10 +85,10 @@ def resolve_wrt(prep: Prepared, wrt: str | list[str] | tuple[str, ...] | None) -
 
 
 @functools.lru_cache(maxsize=256)
-def _parse_wrt(spec: str) -> tuple[str, ...]:
+def _parse_wrt(spec: str) -> Any:
     from .parse import parse_wrt
 
-    return tuple(parse_wrt(spec))
+    return parse_wrt(spec)
 
 
 def resolve_point(prep: Prepared, wrt: list[str], at: dict[str, Any] | None) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import mpmath
 import sympy
@@ -27,7 +28,7 @@ import sympy
 from .errors import InputError, NotFinite
 from .ops import FUNCTIONS, Function
 
-__all__ = ["MAX_ORDER", "symbol", "parse_expr", "parse_constant", "parse_wrt", "parse_at"]
+__all__ = ["MAX_ORDER", "Wrt", "symbol", "parse_expr", "parse_constant", "parse_wrt", "parse_at"]
 
 MAX_LENGTH = 10_000  # characters of EXPR
 MAX_DEPTH = 100  # nesting levels; sympy.diff itself hits the recursion limit near 150 nested calls
@@ -136,10 +137,50 @@ def parse_constant(text: str, *, what: str) -> sympy.Expr:
     return expr
 
 
-def parse_wrt(spec: str) -> list[str]:
+class Wrt(tuple):
+    """A ``--wrt`` spec parsed once: the variables in differentiation order (it is that tuple), with
+    its runs of repeated names, the count per name and its compact spelling, for every layer to read.
+
+    >>> w = parse_wrt("x:2,y")
+    >>> list(w), w.runs, w.counts, w.spec, w.order
+    (['x', 'x', 'y'], (('x', 2), ('y', 1)), {'x': 2, 'y': 1}, 'x:2,y', 3)
+    """
+
+    __slots__ = ()
+
+    @property
+    def runs(self) -> tuple[tuple[str, int], ...]:
+        """Consecutive repeats grouped: x,x,y gives (("x", 2), ("y", 1))."""
+        out: list[list[Any]] = []
+        for name in self:
+            if out and out[-1][0] == name:
+                out[-1][1] += 1
+            else:
+                out.append([name, 1])
+        return tuple((n, k) for n, k in out)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How often each name occurs, in order of first appearance."""
+        found: dict[str, int] = {}
+        for name in self:
+            found[name] = found.get(name, 0) + 1
+        return found
+
+    @property
+    def spec(self) -> str:
+        """The compact spelling: "x:300", "x:2,y", "x,y"."""
+        return ",".join(name if k == 1 else f"{name}:{k}" for name, k in self.runs)
+
+    @property
+    def order(self) -> int:
+        return len(self)
+
+
+def parse_wrt(spec: str) -> Wrt:
     """Expand a ``--wrt`` spec into the variables to differentiate by, in order.
 
-    ``NAME:K`` repeats NAME K times (K a positive integer): ``parse_wrt("x:2,y") == ["x", "x", "y"]``.
+    ``NAME:K`` repeats NAME K times (K a positive integer): ``parse_wrt("x:2,y") == ("x", "x", "y")``, a :class:`Wrt`.
 
     Raises:
         InputError: an empty spec or item, a bad name, a bad order, or a total order > MAX_ORDER.
@@ -164,7 +205,7 @@ def parse_wrt(spec: str) -> list[str]:
         if total > MAX_ORDER:
             raise InputError(f"--wrt: total order {total} is too large (at most {MAX_ORDER})")
         counts.append((name, count))
-    return [name for name, count in counts for _ in range(count)]
+    return Wrt(name for name, count in counts for _ in range(count))
 
 
 def parse_at(spec: str) -> dict[str, sympy.Expr]:

@@ -69,9 +69,10 @@ def json_number(v: Any, digits: int | None) -> Any:
 
 def compact_wrt(wrt: Any) -> str:
     """``--wrt`` in the CLI's compact spelling: ["x", "x", "x", "y"] -> "x:3,y" (consecutive repeats)."""
-    from .check import runs
 
-    return ",".join(name if k == 1 else f"{name}:{k}" for name, k in runs(list(wrt)))
+    from .parse import Wrt
+
+    return Wrt(wrt).spec
 
 
 def _oracle_json(v: Any, digits: int | None) -> Any:
