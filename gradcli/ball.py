@@ -154,18 +154,18 @@ def _evalf_ball(e: sympy.Basic) -> arb:
 
 def _scalar(prim: ops.Primitive, args: list[arb], params: dict[str, Any]) -> arb:
     """A primitive on plain balls: its series rule on series of one term."""
+    if not all(a.is_finite() for a in args):
+        return arb.nan()
     return coeff(apply(prim, [const_series(a, 1) for a in args], params), 0)
 
 
 def apply(prim: ops.Primitive, args: list[arb_series], params: dict[str, Any]) -> arb_series:
-    """``prim``'s ball rule; a series of nan where FLINT refuses (a quotient by a series that vanishes)."""
-    n = min(a.prec for a in args) if args else 1
-    if any(not finite(coeff(a, 0)) for a in args):
-        return nan_series(n)
+    """``prim``'s ball rule; a series of nan where FLINT refuses (a quotient by a series that vanishes).
+    Callers hand it finite constant terms (the walk never applies a rule to an undefined input)."""
     try:
         return prim.ball(*args, **params)
     except (ValueError, ZeroDivisionError, ArithmeticError):
-        return nan_series(n)
+        return nan_series(min(a.prec for a in args) if args else 1)
 
 
 # ---- graph walks --------------------------------------------------------------------------------------
@@ -346,7 +346,10 @@ def _walk(graph: Graph, alg: Any, point: dict[str, arb], seeds: dict[str, arb_se
         prim = ops.REGISTRY[node.op]
         params = _ball_params(node.params)
         if i in graph.guards or not moves[i]:
-            v = scalar.value(scalar.op(prim, [const_series(plain[j], 1) for j in node.inputs], params))
+            if all(plain[j].is_finite() for j in node.inputs):
+                v = scalar.value(scalar.op(prim, [const_series(plain[j], 1) for j in node.inputs], params))
+            else:
+                v = arb.nan()
             plain.append(v)
             values.append(alg.const(v) if i not in graph.guards else None)
             if not finite(v) and culprit is None:

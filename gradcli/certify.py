@@ -326,8 +326,8 @@ def _verdict(b: arb, candidate: Any, tol: float, digits: int | None, bits: int) 
 
 def _fraction(x: arb) -> Fraction:
     """An exact ball (a midpoint or a radius) as a fraction."""
-    man, exp = x.man_exp()
-    return Fraction(int(man)) * (Fraction(2) ** int(exp))
+    man, exp = (int(v) for v in x.man_exp())
+    return Fraction(man << exp) if exp >= 0 else Fraction(man, 1 << -exp)
 
 
 def _ends(b: arb) -> tuple[Fraction, Fraction]:
