@@ -29,9 +29,16 @@ EXPR = "x*exp(-y)*sin(x*y)+log(1+x^2)"
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0",
-                                  silence_logs=50) as cluster, distributed.Client(cluster) as c:
-        yield c
+    # Dask's nanny writes MALLOC_TRIM_THRESHOLD_ and OMP_NUM_THREADS into this process's environment and
+    # leaves them there; every later subprocess (the --points memory test's gradcli) would inherit them
+    saved = dict(os.environ)
+    try:
+        with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0",
+                                      silence_logs=50) as cluster, distributed.Client(cluster) as c:
+            yield c
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")
