@@ -71,13 +71,9 @@ def _constant(text: str, what: str) -> sympy.Expr:
 
 
 def _top_level(text: str, sep: str) -> list[str]:
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        depth += (ch in "([{") - (ch in ")]}")
-        if ch == sep and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    return [*parts, text[start:]]
+    from .parse import _split_top_level
+
+    return _split_top_level(text, sep)
 
 
 def _count(span: sympy.Expr, step: sympy.Expr, what: str) -> int:
