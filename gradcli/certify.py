@@ -337,14 +337,16 @@ def _ends(b: arb) -> tuple[Fraction, Fraction]:
 
 
 def _nearest_double(b: arb) -> float | None:
-    """The double nearest the true value, when both ends of the ball round to it (else None)."""
-    if b.rad() > abs(b.mid()) * arb(2) ** -40:  # too wide to pin a double: skip the exact conversions
+    """The double nearest the true value, when the whole ball rounds to it (else None): every point of
+    the ball lies within half a spacing of the candidate, on either side (the spacing below a power of
+    two is half the one above), strictly, so no tie can round away."""
+    m = float(b.mid())
+    if not math.isfinite(m):
         return None
-    try:
-        lo, hi = (float(x) for x in _ends(b))  # Fraction -> float is correctly rounded
-    except OverflowError:
-        return None
-    return lo if lo == hi else None
+    below = abs(m - math.nextafter(m, -math.inf))
+    above = abs(math.nextafter(m, math.inf) - m)
+    half = arb(min(below, above)) / 2  # exact: a power of two
+    return m if (b - arb(m)).abs_upper() < half else None
 
 
 def decimal(b: arb, n: int) -> str | None:

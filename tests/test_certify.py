@@ -208,7 +208,7 @@ def test_points_json_check_carries_the_certificate(capsys, tmp_path):
 FAMILIES = ["exp(x)*sin(x)", "sin(3*x)*cosh(x)", "1/(1+x^2)", "log(1+x)", "exp(-x^2)", "atan(x)", "x*exp(x)"]
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, derandomize=True)  # the same examples every CI run
 @given(st.sampled_from(FAMILIES), st.integers(1, 250), st.integers(-40, 120))
 def test_a_printed_value_lies_within_tol_of_its_ball(expr, k, x100):
     x = x100 / 100

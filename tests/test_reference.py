@@ -324,14 +324,15 @@ def decimal_string(n: int) -> str:
     return f"{sign}{abs(n) // 100}.{abs(n) % 100:02d}"
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=30, deadline=None, derandomize=True,  # the same examples every CI run
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(data=st.data())
 def test_property_value_within_its_tolerance(data: st.DataObject) -> None:
     fam: Family = data.draw(st.sampled_from(FAMILIES), label="family")
     k = data.draw(st.integers(1, 300), label="order")
     point = decimal_string(data.draw(st.integers(*fam.domain), label="hundredths"))
     true, scale = reference_value(fam.name, k, point)
-    assume(not is_near_zero(true, scale))
+    assume(scale > 0 and not is_near_zero(true, scale))  # x^2 sin(x) at 0, order 1: every term is 0
     case = Case(fam.name, fam.expr, fam.var, k, point, true, scale)
     for outcome in (run_api(case, None), run_api(case, DIGITS)):
         assert outcome.status in ("ok", "refused"), outcome.message()
