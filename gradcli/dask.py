@@ -126,6 +126,19 @@ def worker_setup() -> None:
             pass
 
 
+def _chunk_result(job: Any, spec: JobSpec, chunk: Any, inputs: Any, where: Any) -> Any:
+    """One chunk's result table (the input's columns, then value, check and certificate columns); with a
+    strict spec, the first bad row raises, named by ``where``."""
+    from .commands import evaluate_block
+
+    if chunk.size == 0:
+        return _empty(job, inputs)
+    block = evaluate_block(job, chunk)
+    if spec.strict:
+        _raise_first(block, where)
+    return results_frame(block, inputs)
+
+
 def evaluate_piece(piece: Piece, spec: JobSpec) -> Any:
     """One ``--points`` partition, read AND evaluated in one task on a worker: the piece's rows are read
     with pyarrow, a chunk of :data:`~gradcli.parquet.BATCH_ROWS` rows at a time (the chunks one process
@@ -133,7 +146,6 @@ def evaluate_piece(piece: Piece, spec: JobSpec) -> Any:
     certificate columns: :func:`gradcli.parquet.results_frame`). No hidden columns: the client names a row
     by its piece (``piece.path``, row ``piece.first_row + i + 1``). A bad input row raises an InputError
     naming its file and row."""
-    from .commands import evaluate_block
 
     worker_setup()
     pd = require("pandas")
@@ -149,14 +161,7 @@ def evaluate_piece(piece: Piece, spec: JobSpec) -> Any:
             return f"{piece.path}, row {first + i + 1}"
 
         chunk = arrow_chunk(part, spec.variables, defaults, where, range(first + 1, first + part.num_rows + 1))
-        inputs = part.to_pandas()
-        if chunk.size == 0:
-            frames.append(_empty(job, inputs))
-            continue
-        block = evaluate_block(job, chunk)
-        if spec.strict:
-            _raise_first(block, where)
-        frames.append(results_frame(block, inputs))
+        frames.append(_chunk_result(job, spec, chunk, part.to_pandas(), where))
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
@@ -173,7 +178,6 @@ def evaluate_partition(frame: Any, spec: JobSpec, partition_info: dict[str, Any]
 
     A bad input row (null, not a number, not finite) raises an InputError naming its file and row (or the
     partition and row, for a dataframe that does not come from ``--points``)."""
-    from .commands import evaluate_block
 
     worker_setup()
     pd = require("pandas")
@@ -199,13 +203,7 @@ def evaluate_partition(frame: Any, spec: JobSpec, partition_info: dict[str, Any]
                 return f"partition {number if number is not None else '?'}, row {start + i + 1}"
 
         chunk = validated_chunk(part, spec.variables, defaults, where, lines)
-        if chunk.size == 0:
-            frames.append(_empty(job, part))
-            continue
-        block = evaluate_block(job, chunk)
-        if spec.strict:
-            _raise_first(block, where)
-        frames.append(results_frame(block, part))
+        frames.append(_chunk_result(job, spec, chunk, part, where))
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
