@@ -21,7 +21,7 @@ block and restores them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,29 +36,39 @@ from .taylor import ring_rule
 __all__ = ["precision", "constant", "univariate", "mixed", "coeff", "Enclosure"]
 
 
-@contextmanager
-def precision(bits: int, terms: int = 10) -> Iterator[None]:
+class _Precision:
+    # a class, not a @contextmanager generator: it is entered twice per certified value, and a
+    # generator-based one costs more than an order-8 series walk's arithmetic
+    __slots__ = ("bits", "terms", "old")
+
+    def __init__(self, bits: int, terms: int) -> None:
+        self.bits, self.terms = int(bits), max(int(terms), 10)
+
+    def __enter__(self) -> None:
+        self.old = ctx.prec, ctx.cap
+        ctx.prec, ctx.cap = self.bits, self.terms
+
+    def __exit__(self, *exc: object) -> None:
+        ctx.prec, ctx.cap = self.old
+
+
+def precision(bits: int, terms: int = 10) -> AbstractContextManager[None]:
     """Run a block at ``bits`` of working precision with series of up to ``terms`` coefficients."""
-    old = ctx.prec, ctx.cap
-    ctx.prec, ctx.cap = int(bits), max(int(terms), 10)
-    try:
-        yield
-    finally:
-        ctx.prec, ctx.cap = old
+    return _Precision(bits, terms)
 
 
 def coeff(s: arb_series, k: int) -> arb:
-    """The k-th coefficient (FLINT trims trailing zeros, so a missing one is an exact 0)."""
-    c = s.coeffs()
-    return c[k] if k < len(c) else arb(0)
+    """The k-th coefficient (FLINT trims trailing zeros, so a missing one is an exact 0; indexing reads
+    one coefficient, where ``coeffs()`` would copy all of them)."""
+    return s[k]
 
 
 def clean(s: arb_series) -> bool:
     """No undefined coefficient in ``s``. Undefined derivatives come as nan tails (every coefficient from
     some order on: a rule's "no derivatives here", or FLINT spreading a nan upward through products and
     compositions), so the first and the last stored coefficients tell."""
-    c = s.coeffs()
-    return not c or (c[0].is_finite() and c[-1].is_finite())
+    n = len(s)
+    return not n or (s[0].is_finite() and s[n - 1].is_finite())
 
 
 def nan_series(n: int) -> arb_series:
@@ -154,9 +164,7 @@ def _evalf_ball(e: sympy.Basic) -> arb:
 
 def _scalar(prim: ops.Primitive, args: list[arb], params: dict[str, Any]) -> arb:
     """A primitive on plain balls: its series rule on series of one term."""
-    if not all(a.is_finite() for a in args):
-        return arb.nan()
-    return coeff(apply(prim, [const_series(a, 1) for a in args], params), 0)
+    return _plain(prim.ball, args, params)
 
 
 def apply(prim: ops.Primitive, args: list[arb_series], params: dict[str, Any]) -> arb_series:
@@ -194,8 +202,7 @@ class _Univariate:
     def seed(self, value: arb) -> arb_series:
         return arb_series([value, 1], prec=self.n) if self.n > 1 else const_series(value, 1)
 
-    def op(self, prim: ops.Primitive, args: list[arb_series], params: dict[str, Any]) -> arb_series:
-        return apply(prim, args, params)
+    op = staticmethod(apply)  # a primitive on series: its ball rule, as it is
 
     @staticmethod
     def value(s: arb_series) -> arb:
@@ -300,24 +307,70 @@ def facts(graph: Graph) -> dict[Any, Any]:
     return found
 
 
-def _moving(graph: Graph, names: set[str]) -> list[bool]:
-    cache = facts(graph)
-    key = ("moving", frozenset(names))
-    if key not in cache:
-        moves: list[bool] = []
-        for node in graph.nodes:
-            moves.append(node.name in names if node.op == "var" else any(moves[j] for j in node.inputs))
-        cache[key] = moves
-    return cache[key]
+def _moving(graph: Graph, names: frozenset[str]) -> list[bool]:
+    moves: list[bool] = []
+    for node in graph.nodes:
+        moves.append(node.name in names if node.op == "var" else any(moves[j] for j in node.inputs))
+    return moves
 
 
-def _constant(graph: Graph, i: int) -> arb:
-    """Node i's constant as a ball at the working precision (computed once per precision)."""
+# What a step of the walk does with its node (see _steps).
+_VAR, _CONST, _PLAIN, _GUARD, _SERIES = range(5)
+# _SERIES steps that look at their inputs' values: atan2 with a constant y, abs and sign (kinks)
+_ATAN2, _KINK = 1, 2
+
+
+def _steps(graph: Graph, names: frozenset[str]) -> tuple[tuple[Any, ...], ...]:
+    """The walk's instructions for a set of differentiated variables, built once per graph and set:
+    ``(kind, variable name | ball rule | primitive, inputs, params, special)`` per node."""
     cache = facts(graph)
-    key = ("const", i, ctx.prec)
-    if key not in cache:
-        cache[key] = constant(graph.nodes[i].value)
-    return cache[key]
+    key = ("steps", names)
+    found = cache.get(key)
+    if found is not None:
+        return found
+    moves = _moving(graph, names)
+    steps: list[tuple[Any, ...]] = []
+    for i, node in enumerate(graph.nodes):
+        if node.op == "var":
+            steps.append((_VAR, node.name, (), None, node.name in names))
+        elif node.op == "const":
+            steps.append((_CONST, None, (), None, 0))
+        else:
+            prim = ops.REGISTRY[node.op]
+            params = dict(node.params)
+            if i in graph.guards or not moves[i]:
+                steps.append((_GUARD if i in graph.guards else _PLAIN, prim.ball, node.inputs, params, 0))
+                continue
+            special = 0
+            if prim.name == "atan2" and not moves[node.inputs[0]]:
+                special = _ATAN2
+            elif prim.name in ("abs", "sign"):
+                special = _KINK
+            steps.append((_SERIES, prim, node.inputs, params, special))
+    cache[key] = found = tuple(steps)
+    return found
+
+
+def _constants(graph: Graph) -> dict[int, arb]:
+    """The graph's constants as balls at the working precision (computed once per precision)."""
+    cache = facts(graph)
+    key = ("const", ctx.prec)
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = {i: constant(node.value) for i, node in enumerate(graph.nodes) if node.op == "const"}
+    return found
+
+
+def _plain(rule: Callable[..., arb_series], args: list[arb], params: dict[str, Any]) -> arb:
+    """A ball rule on plain balls (series of one term); nan for an undefined input or where FLINT
+    refuses (as :func:`apply`)."""
+    for a in args:
+        if not a.is_finite():
+            return arb.nan()
+    try:
+        return rule(*[const_series(a, 1) for a in args], **params)[0]
+    except (ValueError, ZeroDivisionError, ArithmeticError):
+        return arb.nan()
 
 
 def _walk(graph: Graph, alg: Any, point: dict[str, arb], seeds: dict[str, arb_series]) -> Enclosure:
@@ -325,61 +378,52 @@ def _walk(graph: Graph, alg: Any, point: dict[str, arb], seeds: dict[str, arb_se
 
     A node that does not depend on a differentiated variable is exactly constant in t, so its series is
     its value alone, even where its function has no derivative (x * acos(y) at y = 1, by x)."""
-    moves = _moving(graph, set(seeds))
-    scalar = _Univariate(1)
+    steps = _steps(graph, frozenset(seeds))
+    consts = _constants(graph)
+    const = alg.const
     values: list[Any] = []
     plain: list[arb] = []
-    tainted = [False] * len(graph.nodes)
+    tainted = [False] * len(steps)
     culprit: int | None = None
     kink: int | None = None
-    for i, node in enumerate(graph.nodes):
-        if node.op == "var":
-            v = point[node.name]
+    for i, (kind, what, inputs, params, special) in enumerate(steps):
+        if kind == _VAR:
+            v = point[what]
             plain.append(v)
-            values.append(seeds[node.name] if node.name in seeds else alg.const(v))
+            values.append(seeds[what] if special else const(v))
             continue
-        if node.op == "const":
-            v = _constant(graph, i)
+        if kind == _CONST:
+            v = consts[i]
             plain.append(v)
-            values.append(alg.const(v))
+            values.append(const(v))
             continue
-        prim = ops.REGISTRY[node.op]
-        params = _ball_params(node.params)
-        if i in graph.guards or not moves[i]:
-            if all(plain[j].is_finite() for j in node.inputs):
-                v = scalar.value(scalar.op(prim, [const_series(plain[j], 1) for j in node.inputs], params))
-            else:
-                v = arb.nan()
+        if kind != _SERIES:  # a guard, or a node that does not move: its value alone
+            v = _plain(what, [plain[j] for j in inputs], params)
             plain.append(v)
-            values.append(alg.const(v) if i not in graph.guards else None)
-            if not finite(v) and culprit is None:
+            values.append(const(v) if kind == _PLAIN else None)
+            if culprit is None and not v.is_finite():
                 culprit = i
             continue
-        if prim.name == "atan2" and not moves[node.inputs[0]] and plain[node.inputs[0]].is_zero() \
-                and plain[node.inputs[1]] < 0:
+        if special == _ATAN2 and plain[inputs[0]].is_zero() and plain[inputs[1]] < 0:
             # y identically 0 (a constant, not a series that merely starts with 0) on the negative x axis:
             # the angle is pi, constant; with a moving y the angle jumps there (the rule's nan)
-            out = alg.const(arb.pi())
-        elif any(tainted[j] for j in node.inputs):
+            out = const(arb.pi())
+        elif any(tainted[j] for j in inputs):
             # undefined derivatives stay undefined: FLINT's series product would turn 0 * nan into 0
-            out = nan_series(values[node.inputs[0]].prec)
+            out = nan_series(values[inputs[0]].prec)
         else:
-            out = alg.op(prim, [values[j] for j in node.inputs], params)
-        c = out.coeffs()  # once per node: the value, and whether some coefficient is undefined
-        v = c[0] if c else arb(0)
-        if c and not (v.is_finite() and c[-1].is_finite()):
+            out = alg.op(what, [values[j] for j in inputs], params)
+        v = out[0]  # the value, and whether some coefficient is undefined (as clean: first and last)
+        n = len(out)
+        if n and not (v.is_finite() and out[n - 1].is_finite()):
             tainted[i] = True
             if culprit is None:
                 culprit = i
         plain.append(v)
         values.append(out)
-        if kink is None and prim.name in ("abs", "sign") and any(plain[j].contains(0) for j in node.inputs):
+        if kink is None and special == _KINK and any(plain[j].contains(0) for j in inputs):
             kink = i
     return Enclosure(values[graph.output], culprit, kink)
-
-
-def _ball_params(params: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
-    return dict(params)
 
 
 def univariate(graph: Graph, var: str | None, order: int, point: dict[str, arb]) -> Enclosure:

@@ -172,6 +172,20 @@ def check_work(group: Group, digits: int | None) -> None:
                          + (" or --digits" if digits else ""))
 
 
+def _plan(group: Group, digits: int | None) -> tuple[bool, int]:
+    """Whether the group's entry is exactly 0 (:func:`_vanishes`), and its first precision; otherwise
+    :func:`check_work` passed. Facts of (graph, counts, digits) alone: worked out once per graph."""
+    cache = ball.facts(group.graph)
+    key = ("plan", tuple(group.counts.items()), group.taylor, digits)
+    found = cache.get(key)
+    if found is None:
+        vanishes = group.taylor is None and _vanishes(group)
+        if not vanishes:
+            check_work(group, digits)  # raises each time: a refusal is not cached
+        found = cache[key] = (vanishes, _start_bits(group.order, digits))
+    return found
+
+
 def _start_bits(order: int, digits: int | None) -> int:
     bits = 64 + (3 * order) // 4
     if digits:
@@ -194,7 +208,8 @@ def certify(group: Group, point: dict[str, Any], candidates: Sequence[Any] | Non
     Returns:
         One :class:`Outcome` per entry.
     """
-    if group.taylor is None and _vanishes(group):
+    vanishes, bits = _plan(group, digits)
+    if vanishes:
         # f is a polynomial of lower degree in a variable (or does not contain it): exactly 0, at any
         # order and without work, where f itself is defined
         with ball.precision(64):
@@ -204,18 +219,17 @@ def certify(group: Group, point: dict[str, Any], candidates: Sequence[Any] | Non
                             error="undefined", culprit=enc.culprit)]
         zero = mpmath.mpf(0) if digits else 0.0
         return [Outcome(zero, Certificate(True, bits=64, radius=0.0, mid=0.0))]
-    check_work(group, digits)
     n = group.size
+    terms = group.order + 1
     cands = list(candidates) if candidates is not None else [None] * n
     done: list[Outcome | None] = [None] * n
-    bits = _start_bits(group.order, digits)
     nonfinite = 0
     prev: list[list[float]] | None = None  # with a kink: the needed coefficients' radii one precision lower
     last: list[arb] = []
     culprit: int | None = None
     kink: int | None = None
     for _ in range(MAX_DOUBLINGS + 1 + NONFINITE_DOUBLINGS):
-        with ball.precision(bits, group.order + 1):
+        with ball.precision(bits, terms):
             pt = {k: ball.constant(v) for k, v in point.items()}
             balls, culprit, kink, needed = group.balls(pt)
         last = balls
