@@ -24,12 +24,13 @@ checked value.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -280,16 +281,22 @@ _DUAL_T = _namespace(_dual_apply)
 class Program:
     """Straight-line code over an environment: inputs, constants and buffers.
 
-    ``env`` indices: ``inputs`` (the variables, bound to each block's slices), then ``consts`` (python
-    floats), then ``nbuf`` buffers. Each instruction is ``(kernel, inplace, out, args, params)``.
+    ``env`` indices: ``inputs`` (the variables, copied into each worker's buffers block by block), then
+    ``consts`` (python floats), then ``nbuf`` buffers. Each instruction is ``(kernel, how, out, args,
+    params)``: ``how`` is :data:`UFUNC` (``kernel(*args, out)``, a numpy ufunc without parameters),
+    :data:`INTO` (``kernel(*args, out=out, **params)``) or :data:`VALUE` (``out[...] = kernel(*args,
+    **params)``).
     """
 
     inputs: tuple[str, ...]
     consts: tuple[float, ...]
     nbuf: int
-    code: tuple[tuple[Callable[..., Any], bool, int, tuple[int, ...], dict[str, Any]], ...]
+    code: tuple[tuple[Callable[..., Any], int, int, tuple[int, ...], dict[str, Any]], ...]
     outputs: tuple[int, ...]  # env index per result entry
     check: int  # env index of the sum of every checked value (non-finite: a suspect row)
+
+
+UFUNC, INTO, VALUE = 0, 1, 2
 
 
 def _probe_absorbs(prim: ops.Primitive, params: dict[str, Any], slot: int) -> bool:
@@ -377,13 +384,24 @@ def _assemble(tr: _Trace, kept: list[Any], var_slots: list[int], outputs: list[V
             buf = first_buf + nbuf
             nbuf += 1
         env[out] = buf
-        inplace = prim.f64_into is not None
-        code.append((prim.f64_into if inplace else prim.f64, inplace, buf, idx, dict(ps)))
+        code.append(_instruction(prim, buf, idx, dict(ps)))
 
     def index(o: Value) -> int:
         return env[o.id] if isinstance(o, _Sym) else env[("c", float(o).hex())]
 
     return Program(tuple(inputs), tuple(consts), nbuf, tuple(code), tuple(index(o) for o in outputs), index(chk))
+
+
+def _instruction(prim: ops.Primitive, out: int, args: tuple[int, ...], params: dict[str, Any]) -> Any:
+    """How the runner calls a kernel: a bare ufunc with a positional ``out`` where it can (the cheapest
+    call numpy has: a block pays it once per instruction)."""
+    if prim.name == "pow" and params.get("p") == 2:  # what ops._f64_pow does for p = 2: x*x, one rounding
+        return (np.multiply, UFUNC, out, (args[0], args[0]), {})
+    if prim.f64_into is None:
+        return (prim.f64, VALUE, out, args, params)
+    if isinstance(prim.f64_into, np.ufunc) and not params:
+        return (prim.f64_into, UFUNC, out, args, {})
+    return (prim.f64_into, INTO, out, args, params)
 
 
 def _forward(graph: Graph, tr: _Trace, variables: dict[str, Any], lift: Callable[[Value], Any],
@@ -484,38 +502,60 @@ def compile_hessian(graph: Graph, wrt: tuple[str, ...]) -> Program:
 
 
 # ---- running ------------------------------------------------------------------------------------------
+def _bind(prog: Program, env: list[Any]) -> list[tuple[Callable[..., Any], tuple[Any, ...]]]:
+    """The program as ``(callable, arguments)`` pairs over one worker's arrays, so running a block is
+    ``for fn, args in calls: fn(*args)``: no lookups, no keyword dicts, no temporaries per instruction."""
+    calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+    for fn, how, out, args, params in prog.code:
+        arrays = tuple(env[a] for a in args)
+        if how == UFUNC:
+            calls.append((fn, (*arrays, env[out])))
+        elif how == INTO:
+            calls.append((partial(fn, out=env[out], **params), arrays))
+        else:
+            calls.append((partial(_assign, fn, env[out], params), arrays))
+    return calls
+
+
+def _assign(fn: Callable[..., Any], out: np.ndarray, params: dict[str, Any], *args: Any) -> None:
+    out[...] = fn(*args, **params)
+
+
 def run(prog: Program, point: dict[str, np.ndarray], npoints: int, sink: Callable[[int, int, list[Any]], None],
         *, threads: int | None = None, block: int | None = None) -> np.ndarray:
     """Run ``prog`` over every point, block by block on a pool of threads; ``sink(p0, p1, values)``
     receives each block's output values (arrays or floats; the buffers are reused right after).
-    Returns the suspect rows (a value to check was not finite)."""
+    Returns the suspect rows (a value to check was not finite).
+
+    Blocks are handed out in order from one counter, so a worker that the OS sets aside for a while
+    (a loaded machine) delays nothing: the others take the next blocks. The calling thread is a worker."""
     size = int(block or BLOCK)
     nblocks = max(1, math.ceil(npoints / size))
     nthreads = min(threads_from(threads), nblocks)
     suspect = np.zeros(npoints, dtype=bool)
-    arrays = [np.ascontiguousarray(np.broadcast_to(np.asarray(point[name], dtype=np.float64), (npoints,)))
-              for name in prog.inputs]
+    arrays = [np.broadcast_to(np.asarray(point[name], dtype=np.float64), (npoints,)) for name in prog.inputs]
+    nin = len(prog.inputs)
+    counter = itertools.count()  # next() on it is atomic under the GIL
 
-    def work(first: int) -> None:
-        bufs = [np.empty(size) for _ in range(prog.nbuf)]
+    def work() -> None:
+        full = [np.empty(size) for _ in range(nin + prog.nbuf)]
         fin = np.empty(size, dtype=bool)
-        env: list[Any] = [None] * len(prog.inputs) + list(prog.consts) + bufs
-        nin = len(prog.inputs)
-        base = nin + len(prog.consts)
+        bound: dict[int, tuple[list[Any], list[Any]]] = {}
         with np.errstate(all="ignore"):
-            for b in range(first, nblocks, nthreads):
+            for b in iter(counter.__next__, None):
+                if b >= nblocks:
+                    return
                 p0, p1 = b * size, min(npoints, (b + 1) * size)
                 m = p1 - p0
+                if m not in bound:  # the full size, and once the last (shorter) block
+                    bufs = full if m == size else [a[:m] for a in full]
+                    env = bufs[:nin] + list(prog.consts) + bufs[nin:]
+                    bound[m] = (env, _bind(prog, env))
+                env, calls = bound[m]
                 for k in range(nin):
-                    env[k] = arrays[k][p0:p1]
-                if m != size:
-                    for k in range(prog.nbuf):
-                        env[base + k] = bufs[k][:m]
-                for fn, inplace, out, args, params in prog.code:
-                    if inplace:
-                        fn(*[env[a] for a in args], out=env[out], **params)
-                    else:
-                        env[out][...] = fn(*[env[a] for a in args], **params)
+                    np.copyto(env[k], arrays[k][p0:p1])
+                for fn, args in calls:
+                    fn(*args)
                 sink(p0, p1, [env[o] for o in prog.outputs])
                 chk = env[prog.check]
                 if isinstance(chk, np.ndarray):
@@ -525,10 +565,12 @@ def run(prog: Program, point: dict[str, np.ndarray], npoints: int, sink: Callabl
                     suspect[p0:p1] = True
 
     if nthreads == 1:
-        work(0)
+        work()
     else:
-        with ThreadPoolExecutor(max_workers=nthreads, thread_name_prefix="gradcli-batch") as pool:
-            for f in [pool.submit(work, t) for t in range(nthreads)]:
+        with ThreadPoolExecutor(max_workers=nthreads - 1, thread_name_prefix="gradcli-batch") as pool:
+            helpers = [pool.submit(work) for _ in range(nthreads - 1)]
+            work()
+            for f in helpers:
                 f.result()
     return suspect
 
