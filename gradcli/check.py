@@ -8,6 +8,7 @@ precision) of the plain forward evaluation, which shares no derivative code with
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -141,8 +142,13 @@ def _bounded(fn: Callable[[Callable[[], bool]], Any], timeout: float) -> tuple[b
     """
     box: dict[str, Any] = {}
     expired = threading.Event()
+    go = threading.Event()
 
     def work() -> None:
+        # Wait until the caller is blocked in join: a caller still waking up from start() would want
+        # the GIL back while fn runs, and get it only after the interpreter's switch interval (5 ms),
+        # stalling a witness that takes half a millisecond about one call in four.
+        go.wait()
         try:
             box["result"] = fn(expired.is_set)
         except BaseException as exc:  # handed to the caller's thread below
@@ -150,6 +156,7 @@ def _bounded(fn: Callable[[Callable[[], bool]], Any], timeout: float) -> tuple[b
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
+    go.set()
     thread.join(min(max(timeout, 0.0), _LONGEST_WAIT))  # threading refuses waits past time_t
     if thread.is_alive():
         expired.set()
@@ -159,6 +166,30 @@ def _bounded(fn: Callable[[Callable[[], bool]], Any], timeout: float) -> tuple[b
     return True, box["result"]
 
 
+class _Derivative:
+    """sympy's derivative of one expression along one ``wrt`` within one budget (or why there is none),
+    and what is built from it (its text, lambdified functions), shared by every :class:`Oracle` of that
+    expression, ``wrt`` and budget."""
+
+    __slots__ = ("symbolic", "skipped", "fns")
+
+    def __init__(self, symbolic: sympy.Expr | None, skipped: str | None) -> None:
+        self.symbolic, self.skipped = symbolic, skipped
+        self.fns: dict[str, Any] = {}
+
+
+@functools.lru_cache(maxsize=256)
+def _derivative(expr: sympy.Expr, wrt: tuple[str, ...], budget: float) -> _Derivative:
+    """:func:`symbolic_derivative` within ``budget`` s, once per (expression, wrt, budget): an oracle
+    built again for the same derivative (each call of a compiled expression, each API call) reuses it,
+    and one that did not finish is not started again (sympy cannot be interrupted: every abandoned run
+    would go on taking CPU time beside the next)."""
+    done, result = _bounded(lambda expired: symbolic_derivative(expr, list(wrt), expired), budget)
+    if not done:
+        return _Derivative(None, f"sympy's derivative of order {len(wrt)} did not finish within {budget:g} s")
+    return _Derivative(*result)
+
+
 class Oracle:
     """sympy's derivative of ``expr`` along ``wrt``, computed once (within ``timeout`` s) and then
     evaluated at any number of points; :meth:`check` compares an engine value with it."""
@@ -166,7 +197,7 @@ class Oracle:
     def __init__(self, expr: sympy.Expr, graph: Graph, wrt: list[str], timeout: float, *,
                  chain: TaylorChain | None = None) -> None:
         self.expr, self.graph, self.wrt, self.timeout = expr, graph, list(wrt), timeout
-        self._fns: dict[str, Any] = {}  # lambdified derivative per module set (check_many)
+        self._fns: dict[str, Any] = {}  # lambdified derivative per module set (check_many), its text
         self._chain = chain  # gradcli taylor: every order shares one chain (see TaylorChain)
         if chain is not None:
             self.symbolic, self.skipped = chain.symbolic_of(len(self.wrt))
@@ -174,12 +205,8 @@ class Oracle:
         # Beyond order ~20 sympy's derivative of most expressions grows too fast to finish: it gets a fifth
         # of the budget, so that a high order does not wait seconds for a witness that will not come.
         budget = timeout if len(wrt) <= HIGH_ORDER else timeout / 5
-        done, result = _bounded(lambda expired: symbolic_derivative(expr, wrt, expired), budget)
-        if not done:
-            self.symbolic = None
-            self.skipped = f"sympy's derivative of order {len(wrt)} did not finish within {budget:g} s"
-        else:
-            self.symbolic, self.skipped = result
+        found = _derivative(expr, tuple(self.wrt), budget)
+        self.symbolic, self.skipped, self._fns = found.symbolic, found.skipped, found.fns
 
     @property
     def symbolic_text(self) -> str | None:
@@ -194,7 +221,7 @@ class Oracle:
         if self._chain is not None:
             return self._chain.check(self, point, value, tol=tol, dps=dps)
         if self.symbolic is not None:
-            done, oracle = _bounded(lambda expired: _evaluate(self.symbolic, point, dps), self.timeout)
+            done, oracle = _bounded(lambda expired: self._value(point, value, tol, dps), self.timeout)
             if not done:
                 return CheckResult(ok=None, symbolic=self.symbolic_text,
                                    skipped=f"evaluating sympy's derivative took over {self.timeout:g} s")
@@ -204,6 +231,32 @@ class Oracle:
             return CheckResult(ok=err <= tol, symbolic=self.symbolic_text, value=oracle, rel_err=err)
         # no symbolic derivative in the budget: the ball-arithmetic certificate stands alone
         return CheckResult(ok=None, skipped=self.skipped)
+
+    def _value(self, point: dict[str, Any], value: Any, tol: float, dps: int) -> Any:
+        """sympy's derivative at ``point``, to ``dps`` digits.
+
+        At binary numbers (floats, ints: exact in mpmath) the lambdified derivative is tried first, with
+        mpmath at ``dps`` plus guard digits (one order less of Python overhead than evalf), and kept
+        when it agrees with ``value`` within ``tol``, as :meth:`check_many` keeps its rows: cancellation
+        would make it disagree, not agree. Otherwise, and at exact constants (``pi/2``), evalf's adaptive
+        precision decides."""
+        if all(isinstance(v, (int, float, mpmath.mpf)) and not isinstance(v, bool) for v in point.values()):
+            quick = self._mp_value(point, dps + len(self.wrt) + 10)
+            if quick is not None and rel_err(value, quick) <= tol:
+                with mpmath.workdps(dps):
+                    return +quick
+        return _evaluate(self.symbolic, point, dps)
+
+    def _mp_value(self, point: dict[str, Any], dps: int) -> Any:
+        """The lambdified derivative at ``point`` with mpmath at ``dps`` digits; None where it has no
+        finite real value there (a pole of sympy's formula, a complex intermediate)."""
+        names, call = self._lambdified("mpmath")
+        with mpmath.workdps(dps):
+            try:
+                got = _real(call(*(mpmath.mpf(point[k]) for k in names)))
+            except (TypeError, ValueError, ZeroDivisionError, OverflowError, NameError, KeyError):
+                return None
+            return got if isinstance(got, mpmath.mpf) and mpmath.isfinite(got) else None
 
     # ---- many points at once (--points) ------------------------------------------------------------
     def check_many(
