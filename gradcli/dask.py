@@ -23,12 +23,15 @@ The Python API returns lazy dask objects::
 from __future__ import annotations
 
 import functools
+import io
+import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import numpy as np
@@ -40,17 +43,21 @@ from .parquet import (
     ROW_COLUMN,
     OutputSink,
     Piece,
+    _command,
+    _pandas_type,
     arrow_chunk,
     pieces,
     read_table,
     require,
     result_names,
     results_frame,
+    results_table,
     validated_chunk,
 )
 
 __all__ = ["JobSpec", "evaluate_partition", "evaluate_piece", "piece_table", "worker_setup", "WORKER_ENV", "table",
-           "derivative", "gradient", "hessian", "run_cluster_job", "connect"]
+           "derivative", "gradient", "hessian", "run_cluster_job", "run_piece", "PieceResult", "Findings",
+           "MAX_NOTES", "connect"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,16 +74,25 @@ class JobSpec:
     check_timeout: float = 5.0
     order: int = 0
     strict: bool = False  # the API: a row outside the domain raises instead of being reported
+    expect: tuple[float, ...] | None = None  # --expect: d's one value, or every entry row-major
 
     @classmethod
     def of(cls, job: Any, variables: Sequence[str], defaults: dict[str, Any] | None = None, *,
-           strict: bool = False) -> JobSpec:
+           strict: bool = False, expect: Any = None) -> JobSpec:
         """The spec of a :class:`~gradcli.commands.Job` (its expressions' text, never their objects)."""
         if job.digits is not None:
             raise InputError("--digits cannot run on Dask (its tables hold float64)")
-        return cls(job.command, tuple(p.text for p in job.preps), tuple(job.wrt), tuple(variables),
+        if expect is not None:
+            expect = tuple(float(job.bk.scalar(e)) for e in (expect if isinstance(expect, list) else [expect]))
+        return cls(_command(job), tuple(p.text for p in job.preps), tuple(job.wrt), tuple(variables),
                    tuple((k, float(v)) for k, v in (defaults or {}).items() if k in variables),
-                   bool(job.check), float(job.tol), float(job.check_timeout), int(job.order), strict)
+                   bool(job.check), float(job.tol), float(job.check_timeout), int(job.order), strict, expect)
+
+    def expected(self) -> Any:
+        """--expect as the single-process loop compares it: d's one value, or a list (None: no --expect)."""
+        if self.expect is None:
+            return None
+        return self.expect[0] if self.command == "d" else list(self.expect)
 
 
 # A worker keeps the jobs it has prepared (parsed text, tape, the sympy oracle) for its next partitions;
@@ -139,30 +155,43 @@ def _chunk_result(job: Any, spec: JobSpec, chunk: Any, inputs: Any, where: Any) 
     return results_frame(block, inputs)
 
 
-def evaluate_piece(piece: Piece, spec: JobSpec) -> Any:
-    """One ``--points`` partition, read AND evaluated in one task on a worker: the piece's rows are read
-    with pyarrow, a chunk of :data:`~gradcli.parquet.BATCH_ROWS` rows at a time (the chunks one process
-    reads), and only the result table leaves the worker (the piece's columns, then the value, check and
-    certificate columns: :func:`gradcli.parquet.results_frame`). No hidden columns: the client names a row
-    by its piece (``piece.path``, row ``piece.first_row + i + 1``). A bad input row raises an InputError
-    naming its file and row."""
+def _piece_blocks(piece: Piece, spec: JobSpec) -> Iterator[tuple[Any, Any, Callable[[int], str]]]:
+    """A piece's rows read with pyarrow and evaluated a chunk of :data:`~gradcli.parquet.BATCH_ROWS` rows at a
+    time (the very chunks one process reads): (the chunk's input columns, its Block, ``where``). Rows carry
+    their number across the files (``line``, as one process numbers them); ``where(i)`` names row ``i`` of
+    the chunk by file and row. A bad input row raises an InputError naming its file and row."""
+    from .commands import evaluate_block
 
     worker_setup()
-    pd = require("pandas")
     job = _job(spec)
     defaults = dict(spec.defaults)
     table = read_table(piece)
-    frames = []
-    for start in range(0, max(table.num_rows, 1), BATCH_ROWS):
+    for start in range(0, table.num_rows, BATCH_ROWS):
         part = table.slice(start, BATCH_ROWS)
         first = piece.first_row + start
 
         def where(i: int, first: int = first) -> str:
             return f"{piece.path}, row {first + i + 1}"
 
-        chunk = arrow_chunk(part, spec.variables, defaults, where, range(first + 1, first + part.num_rows + 1))
-        frames.append(_chunk_result(job, spec, chunk, part.to_pandas(), where))
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        line = piece.first_line + start
+        chunk = arrow_chunk(part, spec.variables, defaults, where, range(line + 1, line + part.num_rows + 1))
+        yield part, evaluate_block(job, chunk), where
+
+
+def evaluate_piece(piece: Piece, spec: JobSpec) -> Any:
+    """One ``--points`` partition as a pandas DataFrame, read AND evaluated in one task on a worker (the
+    lazy :func:`piece_table`): the piece's columns, then the value, check and certificate columns
+    (:func:`gradcli.parquet.results_table`). With a strict spec the first bad row raises, named by file and
+    row."""
+    pa = require("pyarrow")
+    tables = []
+    for part, block, where in _piece_blocks(piece, spec):
+        if spec.strict:
+            _raise_first(block, where)
+        tables.append(results_table(block, part))
+    if not tables:
+        return _meta(spec, read_table(piece).to_pandas())
+    return pa.concat_tables(tables).to_pandas(types_mapper=_pandas_type)
 
 
 def piece_table(spec: JobSpec, parts: Sequence[Piece]) -> Any:
@@ -322,46 +351,137 @@ def connect(address: str, stack: ExitStack) -> Any:
         raise IOFault(f"--dask: cannot reach the Dask scheduler at {address}: {exc}") from None
 
 
+#: At most this many rows are named on stderr for the per-row findings (check, certificate, --expect), as on
+#: one machine; the rest are counted.
+MAX_NOTES = 10
+
+
 def run_cluster_job(job: Any, points: str, at: dict[str, Any], variables: list[str], address: str,
                     output: str | None, fmt: str, expect: Any, *, stdout: TextIO,
                     note: Callable[[str], None], progress: Callable[[int, int], None] | None = None,
                     client: Any = None) -> int:
     """Run ``job`` over the Parquet rows of ``points`` on a cluster; write the results in input order (to
-    ``output`` atomically, else to ``stdout`` in ``fmt``); return the exit code as on one machine (or raise
-    the GradcliError that ends the run: a bad row, exit 2; rows outside the domain, exit 3, after writing).
+    ``output`` atomically, else to ``stdout`` in ``fmt``: the very text one process writes); say on stderr,
+    through ``note``, what one process says (rows that failed the check, --expect or certification, rows
+    whose value was replaced by the certified one, skipped checks); return the exit code as on one machine
+    (or raise the GradcliError that ends the run: a bad row, exit 2; rows outside the domain, exit 3, after
+    writing).
 
-    ``progress(done, total)`` is called as partitions finish."""
+    Each piece of a file is one task (:func:`run_piece`), which reads, evaluates and formats its rows on the
+    worker: what comes back is the text for stdout, or a pyarrow table for ``output``, and the piece's
+    :class:`Findings`. At most a few pieces per worker thread are in flight, so memory stays flat on the
+    workers and here however many rows there are. ``progress(done, total)`` is called as pieces finish."""
     distributed = require("distributed")
-    spec = JobSpec.of(job, variables, {k: job.bk.scalar(v) for k, v in at.items()})
+    spec = JobSpec.of(job, variables, {k: job.bk.scalar(v) for k, v in at.items()}, expect=expect)
     parts = pieces(points, variables, keep_columns=output is not None)
-    result = piece_table(spec, parts)
+    mode = "table" if output is not None else fmt
     sink = OutputSink(output) if output is not None else None
-    state = _Findings(job, note, expect)
+    findings = Findings()
+    futures: dict[int, Any] = {}
     try:
         with ExitStack() as stack:
             client = client or connect(address, stack)
-            futures = client.compute(result.to_delayed())
-            done, total, next_i = set(), len(futures), 0
-            for future in distributed.as_completed(futures):
-                done.add(futures.index(future))
+            run = uuid.uuid4().hex[:12]
+            window = max(4, 3 * sum(client.nthreads().values()))
+            pending = distributed.as_completed()
+
+            def submit(i: int) -> None:
+                futures[i] = client.submit(run_piece, parts[i], spec, mode, i == 0, key=f"gradcli-{run}-{i}",
+                                           priority=len(parts) - i, retries=0)
+                pending.add(futures[i])
+
+            total, submitted, finished, next_i = len(parts), 0, set(), 0
+            while submitted < min(window, total):
+                submit(submitted)
+                submitted += 1
+            for future in pending:
+                finished.add(int(future.key.rsplit("-", 1)[1]))
                 if progress is not None:
-                    progress(len(done), total)
-                while next_i < total and next_i in done:
-                    frame = _result(futures[next_i])
-                    futures[next_i].release()
-                    state.add(frame, parts[next_i])
-                    if sink is not None:
-                        sink.frame(frame)
-                    else:
-                        _write(frame, job, variables, fmt, stdout, first=next_i == 0)
+                    progress(len(finished), total)
+                while next_i in finished:
+                    piece = _result(futures.pop(next_i))
+                    if sink is not None and piece.data is not None:
+                        sink.table(piece.data)
+                    elif sink is None and piece.data:
+                        stdout.write(piece.data)
+                        stdout.flush()
+                    for lines in findings.merge(piece.findings):
+                        for line in lines:
+                            note(line)
+                    if piece.stop is not None:
+                        raise piece.stop
                     next_i += 1
+                    if submitted < total:
+                        submit(submitted)
+                        submitted += 1
         if sink is not None:
             sink.close()
     except BaseException:
+        futures.clear()  # released: the scheduler forgets the pieces no one waits for
         if sink is not None:
             sink.abort()
         raise
-    return state.finish(sink)
+    return findings.finish(note)
+
+
+@dataclass(frozen=True, slots=True)
+class PieceResult:
+    """What a piece's task sends back: its rows (the text one process writes for them, or a pyarrow Table
+    for ``--output``) and what they tell stderr."""
+
+    rows: int
+    data: Any
+    findings: Findings
+    #: the bad input row that stopped the piece (an InputError naming its file and row): the rows before
+    #: it are in ``data``, as one process writes the rows before a bad row
+    stop: InputError | None = None
+
+
+def run_piece(piece: Piece, spec: JobSpec, fmt: str, first: bool) -> PieceResult:
+    """One piece of ``--points``, read, evaluated and formatted in one task on a worker (the CLI's --dask).
+
+    ``fmt`` ``table``: the result table (:func:`gradcli.parquet.results_table`, with the piece's columns);
+    ``plain``, ``csv`` or ``json``: the text :class:`gradcli.render.Renderer` writes for these rows, as one
+    process writes it (``first``: the run's first piece, which alone carries the CSV header and JSON's
+    symbolic derivative)."""
+    pa = require("pyarrow")
+    job = _job(spec)
+    expected = spec.expected()
+    findings = Findings()
+    tables: list[Any] = []
+    text = io.StringIO()
+    renderer = None
+    if fmt != "table":
+        from .render import Renderer
+
+        renderer = Renderer(job, fmt, text, variables=list(spec.variables))
+    rows, stop = 0, None
+    try:
+        for part, block, where in _piece_blocks(piece, spec):
+            findings.add(block, where, spec.tol, expected)
+            rows += block.chunk.size
+            if renderer is None:
+                tables.append(results_table(block, part))
+            else:
+                renderer.block(block)
+    except InputError as exc:  # a bad row: returned, not raised (the worker would log it as a failed task)
+        stop = exc
+    if renderer is None:  # an empty piece has no table: one process writes nothing for it either
+        return PieceResult(rows, pa.concat_tables(tables) if tables else None, findings, stop)
+    return PieceResult(rows, _later_piece(text.getvalue(), fmt) if not first else text.getvalue(), findings, stop)
+
+
+def _later_piece(text: str, fmt: str) -> str:
+    """A piece's text as it reads after the run's first rows: CSV without its header, and JSON without
+    sympy's derivative in the first object (one process writes it in the run's first object only)."""
+    if not text or fmt not in ("csv", "json"):
+        return text
+    head, _, rest = text.partition("\n")
+    if fmt == "csv":
+        return rest
+    obj = json.loads(head)
+    obj["check"]["symbolic"] = None
+    return json.dumps(obj, allow_nan=False, ensure_ascii=False) + "\n" + rest
 
 
 def _result(future: Any) -> Any:
@@ -380,84 +500,125 @@ def _result(future: Any) -> Any:
         raise
 
 
-class _Findings:
-    """Exit-code bookkeeping over result tables: rows outside the domain, failed checks, --expect."""
+@dataclass(slots=True)
+class Findings:
+    """What rows tell stderr, gathered as the single-process ``--points`` loop says it (``cli._run_points``),
+    without printing: the notes on the first :data:`MAX_NOTES` rows that failed the check, their
+    certificate or --expect (one tuple of lines per row, in input order), how many rows failed in all,
+    how many values were replaced by the certified ones, the rows whose symbolic check was skipped (per
+    reason), and the first row outside the domain. Plain data: a piece's task returns it, the client merges
+    the pieces' in input order."""
 
-    MAX_NOTES = 10
+    failed: int = 0
+    notes: list[tuple[str, ...]] = field(default_factory=list)
+    replaced: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    bad: int = 0
+    first_error: str | None = None
 
-    def __init__(self, job: Any, note: Callable[[str], None], expect: Any) -> None:
-        self.job, self.note = job, note
-        self.expected = float(job.bk.scalar(expect)) if expect is not None and job.command == "d" else None
-        self.bad = self.failed = self.notes = 0
-        self.first_error: str | None = None
-
-    def add(self, frame: Any, piece: Piece | None = None) -> None:
-        from .check import rel_err_many
-
-        def where(i: int) -> str:
-            if piece is not None:
-                return f"{piece.path}, row {piece.first_row + i + 1}"
-            if FILE_COLUMN in frame.columns:
-                return f"{frame[FILE_COLUMN].iloc[i]}, row {frame[ROW_COLUMN].iloc[i]}"
-            return f"row {i + 1}"
-
-        errors = frame["error"].notna().to_numpy()
-        if errors.any():
-            i = int(np.argmax(errors))
-            self.bad += int(errors.sum())
-            if self.first_error is None:
-                self.first_error = f"{where(i)}: {frame['error'].iloc[i]}"
-        failed = np.zeros(len(frame), dtype=bool)
-        if "check_ok" in frame.columns:
-            failed |= (frame["check_ok"] == False).fillna(False).to_numpy(dtype=bool)  # noqa: E712
-        uncertified = (frame["certified"] == False).fillna(False).to_numpy(dtype=bool)  # noqa: E712
-        for i in np.flatnonzero(failed | uncertified)[: max(self.MAX_NOTES - self.notes, 0)]:
-            what = ("error: the value could not be certified" if uncertified[i] else
-                    f"check failed: the engine's value disagrees with sympy, rel_err "
-                    f"{frame['check_rel_err'].iloc[i]:.3g} > --tol {self.job.tol:g}")
-            self.note(f"{where(int(i))}: {what}")
-            self.notes += 1
-        failed |= uncertified
-        if self.expected is not None:
-            off = (rel_err_many(frame["value"].to_numpy(), np.full(len(frame), self.expected)) > self.job.tol) & ~errors
-            for i in np.flatnonzero(off)[: max(self.MAX_NOTES - self.notes, 0)]:
-                self.note(f"{where(int(i))}: --expect failed: expected {self.expected!r}, got "
-                          f"{frame['value'].iloc[i]!r}")
-                self.notes += 1
-            failed |= off
+    def add(self, block: Any, where: Callable[[int], str], tol: float, expected: Any) -> None:
+        """One chunk's findings (``where(i)`` names row ``i`` by file and row; ``expected``: --expect)."""
+        if self.first_error is None and block.bad.any():
+            i = int(np.argmax(block.bad))
+            self.first_error = f"{where(i)}: {block.error(i).message}"
+        self.bad += int(block.bad.sum())
+        _count_skipped(block, self.skipped)
+        failed = block.check_failed
+        failed[block.uncertified] = True  # no ball proved these values (exit 1)
+        self.replaced += sum(1 for row in block.certs.values() if any(c.replaced for c in row))
+        for i in np.flatnonzero(failed)[: max(MAX_NOTES - len(self.notes), 0)]:
+            self.notes.append(_row_notes(block.row(int(i)), tol))
+        if expected is not None:
+            off = _expect_failed(block, expected, tol)
+            for i in np.flatnonzero(off)[: max(MAX_NOTES - len(self.notes), 0)]:
+                self.notes.append((f"line {block.chunk.lines[i]}: --expect failed: "
+                                   f"{_expect_text(block.values[i], expected, tol)}",))
+            failed = failed | off
         self.failed += int(failed.sum())
 
-    def finish(self, sink: OutputSink | None) -> int:
-        if self.failed > self.notes:
-            self.note(f"{self.failed} rows failed the check or --expect in all "
-                      f"(the first {self.notes} are named above)")
+    def merge(self, later: Findings) -> list[tuple[str, ...]]:
+        """Add the findings of the rows that follow; returns the notes to say now (up to MAX_NOTES rows)."""
+        new = later.notes[: max(MAX_NOTES - len(self.notes), 0)]
+        self.notes += new
+        self.failed += later.failed
+        self.replaced += later.replaced
+        for why, count in later.skipped.items():
+            self.skipped[why] = self.skipped.get(why, 0) + count
+        self.bad += later.bad
+        self.first_error = self.first_error or later.first_error
+        return new
+
+    def finish(self, note: Callable[[str], None]) -> int:
+        """The closing notes; raises NotFinite naming the first row outside the domain (exit 3), else the
+        exit code (1 if a row failed the check, its certificate or --expect)."""
+        named = len(self.notes)
+        if self.failed > named:
+            note(f"{self.failed} rows failed the check or --expect in all (the first {named} are named above)")
+        if self.replaced:
+            note(f"note: float64 lost digits in {self.replaced} row{'s' if self.replaced > 1 else ''}; "
+                 "their printed values are the certified ones (ball arithmetic)")
+        for why, count in self.skipped.items():
+            note(f"note: check skipped for {count} row{'s' if count > 1 else ''}: {why} "
+                 "(their values stand on their certificates)")
         if self.first_error is not None:
             more = f" ({self.bad} such rows in all)" if self.bad > 1 else ""
             raise NotFinite(f"{self.first_error}{more}")
         return 1 if self.failed else 0
 
 
-def _write(frame: Any, job: Any, variables: list[str], fmt: str, stream: TextIO, *, first: bool) -> None:
-    """A result table on stdout: plain (the values, row-major, one line a row), CSV (the variables, the
-    values, check_ok, check_rel_err: the columns ``--format csv`` writes) or JSON lines (the table's rows)."""
-    import json
+def _row_notes(row: Any, tol: float) -> tuple[str, ...]:
+    """What one process says about a row that failed its check or certificate (``cli._report_checks``)."""
+    from .render import number
 
-    from .parquet import _json_value
+    where = f"line {row.line}: " if row.line is not None else ""
+    out = [f"{where}check failed: the engine's value disagrees with {c.method} ({number(float(c.value), None)}), "
+           f"rel_err {c.rel_err:.3g} > --tol {tol:g}" for c in row.checks or [] if c.ok is False]
+    out += [f"{where}note: symbolic check skipped ({why}); the value stands on its ball-arithmetic certificate"
+            for why in sorted({c.skipped for c in row.checks or [] if c.skipped})]
+    certs = row.certs or []
+    failed = next((c for c in certs if not c.ok), None)
+    replaced = [c for c in certs if c.replaced]
+    if failed is not None:
+        out.append(f"{where}error: the value could not be certified: {failed.reason}")
+    elif replaced:
+        out.append(f"{where}note: float64 lost digits here; the printed value is the certified one "
+                   f"(ball arithmetic at {max(c.bits or 0 for c in replaced)} bits)")
+    return tuple(out)
 
-    names = [n for n in result_names(job) if n not in ("check_ok", "check_rel_err", "certified", "error")]
-    if fmt == "plain":
-        values = frame[names].to_numpy(dtype=np.float64)
-        if len(values):
-            stream.write("\n".join(" ".join(map(repr, row)) for row in values.tolist()) + "\n")
-    elif fmt == "csv":
-        cols = [v for v in variables if v in frame.columns] + names
-        cols += ["check_ok", "check_rel_err"] if job.check else []
-        out = frame[cols].copy()
-        if job.check:
-            out["check_ok"] = out["check_ok"].map({True: "true", False: "false"}).astype("object")
-        out.to_csv(stream, header=first, index=False, lineterminator="\n", na_rep="")
-    else:
-        visible = [c for c in frame.columns if c not in (FILE_COLUMN, ROW_COLUMN)]
-        for rec in frame[visible].to_dict("records"):
-            stream.write(json.dumps({k: _json_value(v) for k, v in rec.items()}, allow_nan=False) + "\n")
-    stream.flush()
+
+def _count_skipped(block: Any, seen: dict[str, int]) -> None:
+    """Rows whose symbolic check was skipped, per reason (``cli._skipped_checks``)."""
+    for batch in block.checks or []:
+        for c in (batch[i] for i in batch.single):
+            if c is not None and c.skipped:
+                seen[c.skipped] = seen.get(c.skipped, 0) + 1
+        if batch.skipped[0]:
+            unchecked = (batch.status < 0) & ~batch.excluded
+            unchecked[list(batch.single)] = False
+            if unchecked.any():
+                seen[batch.skipped[0]] = seen.get(batch.skipped[0], 0) + int(unchecked.sum())
+
+
+def _expect_failed(block: Any, expected: Any, tol: float) -> np.ndarray:
+    """Rows inside the domain whose value misses --expect in some entry (float64 values)."""
+    from .check import rel_err_many
+
+    n = block.chunk.size
+    flat = np.asarray(block.values, dtype=np.float64).reshape(n, -1)
+    off = np.zeros(n, dtype=bool)
+    for j, e in enumerate(expected if isinstance(expected, list) else [expected]):
+        off |= rel_err_many(flat[:, j], np.full(n, float(e))) > tol
+    return off & ~block.bad
+
+
+def _expect_text(value: Any, expected: Any, tol: float) -> str:
+    """The --expect message for one row: its first entry that misses."""
+    from .commands import expect_mismatch
+
+    if not isinstance(expected, list):
+        return expect_mismatch(value, expected, tol) or ""
+    for k, (v, e) in enumerate(zip(np.asarray(value, dtype=object).reshape(-1), expected), start=1):
+        bad = expect_mismatch(v, e, tol)
+        if bad:
+            return f"entry {k}: {bad}"
+    return ""

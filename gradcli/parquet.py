@@ -14,7 +14,7 @@ columns (all of them for Parquet input, the variables read for CSV/JSON lines), 
 renamed over ``FILE`` (``os.replace``, atomic) only when every row has been written; a run that stops
 early (a bad row, an I/O error, a lost cluster) removes the temporary file and leaves no ``FILE``.
 
-The same table is what a Dask partition returns (:mod:`gradcli.dask`): :func:`results_frame` is the one
+The same table is what a Dask partition returns (:mod:`gradcli.dask`): :func:`results_table` is the one
 place that turns a :class:`~gradcli.commands.Block` into rows of a table.
 
 Library code: no printing; pyarrow and pandas come from the optional extra ``gradcli[dask]``.
@@ -37,8 +37,8 @@ from .commands import Block, Chunk, Job
 from .errors import InputError, IOFault
 
 __all__ = ["EXTRA_HINT", "is_parquet", "parquet_files", "ParquetReader", "Piece", "pieces", "read_piece",
-           "read_table", "arrow_chunk", "validated_chunk", "result_names", "results_frame", "output_format",
-           "OutputSink", "BATCH_ROWS"]
+           "read_table", "arrow_chunk", "validated_chunk", "result_names", "results_table", "results_frame",
+           "output_format", "OutputSink", "BATCH_ROWS"]
 
 #: What to install when pyarrow, pandas or dask are missing.
 EXTRA_HINT = "pip install 'gradcli[dask]'"
@@ -179,7 +179,7 @@ class ParquetReader:
         self.total = sum(os.path.getsize(f) for f in self.files) or None
         self.bytes_read = 0
         self._starts: list[tuple[int, str]] = []  # (first row number, file) per file begun
-        self.frame: Any = None  # the last chunk's input columns (a pandas DataFrame) when keep_columns
+        self.frame: Any = None  # the last chunk's input columns (a pyarrow Table) when keep_columns
 
     def where(self, line: int | None) -> str:
         """``part-1.parquet, row 7`` for row number ``line`` (counted across files)."""
@@ -202,15 +202,14 @@ class ParquetReader:
             try:
                 batches = pf.iter_batches(batch_size=self.batch_rows, columns=columns)
                 for batch in batches:
-                    frame = batch.to_pandas()
-                    n = len(frame)
+                    frame = pa.Table.from_batches([batch])
+                    n = frame.num_rows
                     first = row0 + done
 
                     def where(i: int, path: str = path, done: int = done) -> str:
                         return f"{path}, row {done + i + 1}"
 
-                    chunk = validated_chunk(frame, self.needed, self.defaults, where,
-                                            range(first + 1, first + n + 1))
+                    chunk = arrow_chunk(frame, self.needed, self.defaults, where, range(first + 1, first + n + 1))
                     self.frame = frame if self.keep_columns else None
                     done += n
                     self.bytes_read += int(size * n / total_rows)
@@ -232,6 +231,7 @@ class Piece:
     first_row: int  # counted within the file from 0
     rows: int
     columns: tuple[str, ...] | None  # None: every column
+    first_line: int = 0  # rows before this piece, counted across the files (a row's ``line`` is one more)
 
 
 #: Rows per Dask partition: a multiple of BATCH_ROWS, so that a partition is cut into the very chunks one
@@ -245,6 +245,7 @@ def pieces(spec: str, needed: Sequence[str], *, keep_columns: bool, partition_ro
     if partition_rows % BATCH_ROWS:
         raise ValueError("partition_rows must be a multiple of BATCH_ROWS")
     out: list[Piece] = []
+    line = 0
     for path in parquet_files(spec):
         pf = _open(path)
         names = pf.schema_arrow.names
@@ -256,7 +257,8 @@ def pieces(spec: str, needed: Sequence[str], *, keep_columns: bool, partition_ro
             stop = min(first + partition_rows, total)
             groups = tuple(int(g) for g in range(meta.num_row_groups) if starts[g] < stop and starts[g + 1] > first)
             skip = first - int(starts[groups[0]]) if groups else 0
-            out.append(Piece(path, groups, skip, first, stop - first, columns))
+            out.append(Piece(path, groups, skip, first, stop - first, columns, line + first))
+        line += total
     return out
 
 
@@ -314,38 +316,40 @@ def arrow_chunk(table: Any, needed: Sequence[str], defaults: dict[str, float], w
 # ---- results as a table ----------------------------------------------------------------------------------
 def result_names(job: Job) -> list[str]:
     """The value columns (the CSV header's names), then check_ok, check_rel_err, certified, error."""
-    if job.command == "d":
+    command = _command(job)
+    if command == "d":
         names = ["value"]
-    elif job.command == "grad":
+    elif command == "grad":
         names = [f"d_{w}" for w in job.wrt]
-    elif job.command == "hessian":
+    elif command == "hessian":
         names = [f"d_{a}_{b}" for a in job.wrt for b in job.wrt]
-    elif job.command == "jacobian":
+    elif command == "jacobian":
         names = [f"d{i}_{w}" for i in range(len(job.preps)) for w in job.wrt]
     else:
         names = [f"d{k}" for k in range(job.order + 1)] + [f"c{k}" for k in range(job.order + 1)]
     return names + (["check_ok", "check_rel_err"] if job.check else []) + ["certified", "error"]
 
 
-def results_frame(block: Block, inputs: Any = None) -> Any:
-    """One chunk's results as a pandas DataFrame: ``inputs`` (the input's columns; by default the
-    variables read) then :func:`result_names`. A row outside the domain has nan values and its message
-    in ``error``; ``check_ok`` is null where the check did not run."""
-    pd = require("pandas")
+def results_table(block: Block, inputs: Any = None) -> Any:
+    """One chunk's results as a pyarrow Table: ``inputs`` (a pyarrow Table of the input's columns; by
+    default the variables read) then :func:`result_names`. A row outside the domain has nan values and its
+    message in ``error``; ``check_ok`` is null where the check did not run. Built from the block's arrays
+    with no per-row Python (a message per row outside the domain only)."""
+    pa = require("pyarrow")
     job, n = block.job, block.chunk.size
     if inputs is None:
-        inputs = pd.DataFrame({k: np.asarray(v, dtype=np.float64) for k, v in block.chunk.values.items()})
-    out = inputs.reset_index(drop=True).copy() if len(inputs.columns) else pd.DataFrame(index=range(n))
+        inputs = pa.table({k: np.asarray(v, dtype=np.float64) for k, v in block.chunk.values.items()})
     names = result_names(job)
-    clash = [c for c in names if c in out.columns]
+    clash = [c for c in names if c in inputs.column_names]
     if clash:
         raise InputError(f"--output: the input already has a column named '{clash[0]}' (a result column)")
+    columns: dict[str, Any] = {c: inputs.column(c) for c in inputs.column_names}
     flat = np.asarray(block.values, dtype=np.float64).reshape(n, -1)
-    if job.command == "taylor":
+    if _command(job) == "taylor":
         flat = np.concatenate([flat, np.asarray(block.extra["coefficients"], dtype=np.float64).reshape(n, -1)],
                               axis=1)
     for j, name in enumerate(names[: flat.shape[1]]):
-        out[name] = flat[:, j]
+        columns[name] = pa.array(np.ascontiguousarray(flat[:, j]))
     if job.check:
         ok = np.ones(n, dtype=bool)
         known = np.ones(n, dtype=bool)
@@ -360,21 +364,51 @@ def results_frame(block: Block, inputs: Any = None) -> Any:
             known &= status >= 0
             with np.errstate(invalid="ignore"):
                 worst = np.fmax(worst, errs)
-        verdict = pd.array(np.where(ok, known, False), dtype="boolean")  # any miss: False; all agreed: True
-        verdict[block.bad | ~(known | ~ok)] = pd.NA
-        out["check_ok"] = verdict
-        out["check_rel_err"] = np.where(block.bad, np.nan, worst)
+        # any miss: False; all agreed: True; null where the check did not run
+        columns["check_ok"] = pa.array(np.where(ok, known, False), mask=block.bad | ~(known | ~ok))
+        columns["check_rel_err"] = pa.array(np.where(block.bad, np.nan, worst))
     certified = np.ones(n, dtype=bool)
     certified[block.uncertified] = False
-    cert = pd.array(certified, dtype="boolean")
-    cert[block.bad] = pd.NA
-    out["certified"] = cert
-    errors = np.full(n, None, dtype=object)
-    for i in np.flatnonzero(block.bad):
-        exc = block.error(int(i))
-        errors[i] = exc.message if exc is not None else "the result is not finite"
-    out["error"] = pd.array(errors, dtype="string")
+    columns["certified"] = pa.array(certified, mask=np.asarray(block.bad, dtype=bool))
+    bad = np.flatnonzero(block.bad)
+    if bad.size:
+        errors: list[str | None] = [None] * n
+        for i in bad:
+            exc = block.error(int(i))
+            errors[i] = exc.message if exc is not None else "the result is not finite"
+        columns["error"] = pa.array(errors, type=pa.string())
+    else:
+        columns["error"] = pa.nulls(n, pa.string())
+    return pa.table(columns)
+
+
+def results_frame(block: Block, inputs: Any = None) -> Any:
+    """:func:`results_table` as a pandas DataFrame (``inputs`` a pandas DataFrame, kept as it is);
+    ``check_ok`` and ``certified`` are nullable booleans, ``error`` a string column."""
+    pd = require("pandas")
+    table = results_table(block, require("pyarrow").table({}))
+    if inputs is None:
+        inputs = pd.DataFrame({k: np.asarray(v, dtype=np.float64) for k, v in block.chunk.values.items()})
+    out = inputs.reset_index(drop=True).copy() if len(inputs.columns) else pd.DataFrame(index=range(block.chunk.size))
+    names = result_names(block.job)
+    clash = [c for c in names if c in out.columns]
+    if clash:
+        raise InputError(f"--output: the input already has a column named '{clash[0]}' (a result column)")
+    for name in names:
+        out[name] = table.column(name).to_pandas(types_mapper=_pandas_type)
     return out
+
+
+def _pandas_type(t: Any) -> Any:
+    """Arrow's bool and string as pandas' nullable types (a null stays a null, not None in an object column)."""
+    pa = require("pyarrow")
+    pd = require("pandas")
+    return {pa.bool_(): pd.BooleanDtype(), pa.string(): pd.StringDtype()}.get(t)
+
+
+def _command(job: Job) -> str:
+    """The command's name (``job.command`` is its name, or a Command object that carries it)."""
+    return getattr(job.command, "name", job.command)
 
 
 # ---- --output: one file, written atomically ---------------------------------------------------------------
@@ -416,27 +450,30 @@ class OutputSink:
 
     def block(self, block: Block) -> None:
         inputs = getattr(self.inputs, "frame", None)
-        self.frame(results_frame(block, inputs if inputs is not None and len(inputs) == block.chunk.size else None))
+        self.table(results_table(block, inputs if inputs is not None and len(inputs) == block.chunk.size else None))
 
-    def frame(self, frame: Any) -> None:
-        """Append one result table (a pandas DataFrame)."""
-        frame = frame.drop(columns=[c for c in (FILE_COLUMN, ROW_COLUMN) if c in frame.columns])
+    def table(self, table: Any) -> None:
+        """Append one result table (a pyarrow Table, :func:`results_table`)."""
         if self.fmt == "parquet":
-            self._parquet(frame)
-        elif self.fmt == "csv":
-            frame.to_csv(self._file, header=self.rows == 0, index=False, lineterminator="\n", na_rep="",
-                         float_format=None, encoding="utf-8")
+            self._parquet(table)
         else:
-            self._jsonl(frame)
-        self.rows += len(frame)
+            frame = table.to_pandas(types_mapper=_pandas_type)
+            if self.fmt == "csv":
+                frame.to_csv(self._file, header=self.rows == 0, index=False, lineterminator="\n", na_rep="",
+                             float_format=None, encoding="utf-8")
+            else:
+                self._jsonl(frame)
+        self.rows += table.num_rows
 
-    def _parquet(self, frame: Any) -> None:
-        pa = require("pyarrow")
+    def _parquet(self, table: Any) -> None:
         pq = require("pyarrow.parquet")
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        pa = require("pyarrow")
         if self._writer is None:
             self._schema = table.schema.remove_metadata()
-            self._writer = pq.ParquetWriter(self._file, self._schema)
+            # dictionary pages only where values repeat (strings, booleans): for float columns pyarrow builds
+            # a dictionary, finds it too large and falls back, which doubles the time of a write
+            coded = [f.name for f in self._schema if not pa.types.is_floating(f.type)]
+            self._writer = pq.ParquetWriter(self._file, self._schema, use_dictionary=coded)
         self._writer.write_table(table.replace_schema_metadata(None).cast(self._schema))
 
     def _jsonl(self, frame: Any) -> None:

@@ -5,6 +5,7 @@ and row, and what is sent to the workers is text and options."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import signal
@@ -68,6 +69,54 @@ def test_the_cluster_writes_the_same_table_as_one_process(capsys, client, data, 
     assert (code, err) == (0, "")
     a, b = pq.read_table(str(one)), pq.read_table(str(many))
     assert a.num_rows == 9000 and a.equals(b)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """Three files of 150 rows (row groups of 50): three pieces, rows numbered 1 to 450 across them."""
+    d = tmp_path_factory.mktemp("small")
+    for k in range(3):
+        pq.write_table(pa.table({"x": np.linspace(0.1, 1.5, 150), "y": np.linspace(-1.0, 1.0, 150) + k}),
+                       str(d / f"p{k}.parquet"), row_group_size=50)
+    return d
+
+
+@pytest.mark.parametrize("args", [
+    ["d", EXPR, "--wrt", "x,y", "--format", "json"],
+    ["hessian", EXPR, "--wrt", "x,y", "--format", "json"],
+    ["grad", EXPR, "--format", "csv"],
+    ["d", EXPR, "--wrt", "x:3", "--format", "plain", "--no-check"],
+])
+def test_stdout_and_stderr_are_one_processs_row_for_row(capsys, client, data, args) -> None:
+    single = run(capsys, *args, "--points", str(data))
+    cluster = run(capsys, *args, "--points", str(data), "--dask", _address(client))
+    assert single[0] == 0 and len(single[1].splitlines()) >= 9000
+    assert cluster == single
+
+
+def test_json_lines_are_the_schemas_objects_numbered_across_files(capsys, client, small) -> None:
+    from test_json_schema import errors
+
+    from gradcli.render import JSON_SCHEMA
+
+    code, out, _ = run(capsys, "d", "x*y", "--wrt", "x", "--points", str(small), "--json", "--dask", _address(client))
+    objects = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [o["line"] for o in objects] == list(range(1, 451))
+    assert [e for o in objects for e in errors(o, JSON_SCHEMA)] == []
+    assert [o["check"]["symbolic"] for o in objects[:2]] == ["y", None]  # once, in the run's first object
+
+
+@pytest.mark.parametrize("args", [
+    ["d", "x*y", "--wrt", "x", "--expect", "0.5"],  # --expect fails on most rows: ten named, then a count
+    ["d", "exp(x)*sin(x)", "--wrt", "x:100", "--no-check"],  # float64 lost digits: replaced by certified values
+    ["d", "exp(sin(x))*log(1+x^2)", "--wrt", "x:12", "--check-timeout", "0.000001"],  # checks skipped
+    ["d", "log(x-0.8)", "--wrt", "x"],  # rows outside the domain: named by file and row, exit 3
+])
+def test_warnings_on_stderr_are_one_processs(capsys, client, small, args) -> None:
+    single = run(capsys, *args, "--points", str(small), "--format", "plain")
+    cluster = run(capsys, *args, "--points", str(small), "--format", "plain", "--dask", _address(client))
+    assert single[2] != ""
+    assert cluster == single
 
 
 def test_a_bad_row_in_one_partition_is_named_by_file_and_row_and_no_file_is_left(capsys, client, data,
