@@ -380,7 +380,7 @@ def _walk(graph: Graph, alg: Any, point: dict[str, arb], seeds: dict[str, arb_se
     its value alone, even where its function has no derivative (x * acos(y) at y = 1, by x)."""
     steps = _steps(graph, frozenset(seeds))
     consts = _constants(graph)
-    const = alg.const
+    const, op = alg.const, alg.op
     values: list[Any] = []
     plain: list[arb] = []
     tainted = [False] * len(steps)
@@ -408,11 +408,11 @@ def _walk(graph: Graph, alg: Any, point: dict[str, arb], seeds: dict[str, arb_se
             # y identically 0 (a constant, not a series that merely starts with 0) on the negative x axis:
             # the angle is pi, constant; with a moving y the angle jumps there (the rule's nan)
             out = const(arb.pi())
-        elif any(tainted[j] for j in inputs):
+        elif culprit is not None and any(tainted[j] for j in inputs):  # (a tainted node set the culprit)
             # undefined derivatives stay undefined: FLINT's series product would turn 0 * nan into 0
             out = nan_series(values[inputs[0]].prec)
         else:
-            out = alg.op(what, [values[j] for j in inputs], params)
+            out = op(what, [values[j] for j in inputs], params)
         v = out[0]  # the value, and whether some coefficient is undefined (as clean: first and last)
         n = len(out)
         if n and not (v.is_finite() and out[n - 1].is_finite()):
