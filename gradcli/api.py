@@ -237,15 +237,11 @@ def compile(expr: str) -> Compiled:  # noqa: A001 - the public name the contract
     return Compiled(expr)
 
 
-def _sorted_wrt(prep: Prepared, wrt: str | list[str] | None) -> list[str]:
-    if wrt is None:
-        if not prep.variables:
-            raise InputError("the expression has no variables to differentiate by")
-        return list(prep.variables)
-    names, _ = resolve_wrt(prep, wrt)
-    if len(set(names)) != len(names):
-        raise InputError("--wrt lists a variable twice; grad/hessian/jacobian take distinct variables")
-    return names
+def _names(command: str, preps: list[Prepared], wrt: Any) -> list[str]:
+    """The variables ``command`` differentiates by (see :meth:`gradcli.commands.Command.names`)."""
+    from .commands import COMMANDS
+
+    return COMMANDS[command].names(preps, wrt)[0]
 
 
 def gradient(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None,
@@ -256,7 +252,7 @@ def gradient(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, 
     [161.0, 20.0]
     """
     prep = _prepared(expr)
-    names = _sorted_wrt(prep, wrt)
+    names = _names("grad", [prep], wrt)
     at = resolve_point(prep, names, _values(at))
     with precision(digits) as bk:
         block = _evaluate(_job("grad", [prep], names, bk, digits, tol=tol), at)
@@ -274,7 +270,7 @@ def hessian(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, *
     [[60.0, 11.0], [11.0, 10.0]]
     """
     prep = _prepared(expr)
-    names = _sorted_wrt(prep, wrt)
+    names = _names("hessian", [prep], wrt)
     at = resolve_point(prep, names, _values(at))
     with precision(digits) as bk:
         block = _evaluate(_job("hessian", [prep], names, bk, digits, tol=tol), at)
@@ -293,10 +289,7 @@ def jacobian(
     if isinstance(exprs, str):
         exprs = [exprs]
     preps = [_prepared(e) for e in exprs]
-    if wrt is None:
-        names = sorted({v for p in preps for v in p.variables})
-    else:
-        names = _sorted_wrt(preps[0], wrt)
+    names = _names("jacobian", preps, wrt)
     at = _values(at)
     known = {v for p in preps for v in p.variables} | set(names)
     for name in at:

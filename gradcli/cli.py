@@ -210,6 +210,9 @@ def common_options(*, expect: bool = True, check: bool = True,
                          metavar="[ADDRESS]",
                          help="Run --points (Parquet) on a Dask cluster: the scheduler at ADDRESS "
                               "(tcp://host:8786), or a LocalCluster without one; needs gradcli[dask]."),
+            click.option("--threads", "threads", type=click.IntRange(1, 1024), default=None, metavar="N",
+                         help="Worker threads for many points (--points, grids): default $GRADCLI_THREADS, "
+                              "else one per core."),
             click.option("--format", "fmt", type=click.Choice(formats), default=None,
                          help="Output format (default: table on a terminal, plain otherwise)"
                               + ("; latex: the Taylor polynomial (--poly) in LaTeX." if "latex" in formats else ".")),
@@ -282,10 +285,10 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
          as_json: bool, check: bool, tol: float, check_timeout: float, digits: int | None,
          show_symbolic: bool, expect: Any = None, order: int = 0, points: str | None = None,
          symbolic_format: str | None = None, poly: bool = False, output: str | None = None,
-         dask: str | None = None) -> int:
+         dask: str | None = None, threads: int | None = None) -> int:
     from .api import precision
-    from .commands import Chunk, Job, evaluate_chunk
-    from .derive import point_arrays, prepare, resolve_point, resolve_wrt
+    from .commands import COMMANDS, Chunk, Job, evaluate_chunk
+    from .derive import point_arrays, prepare, resolve_point
     from .render import Renderer, number, waiting
 
     fmt = _default_format(fmt, as_json)
@@ -299,23 +302,16 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
                          "point: use it with --format table or json (or --symbolic-format text or latex)")
     styles = {"symbolic_format": symbolic_format or "text", "poly": poly}
     preps = [prepare(e) for e in exprs]
-    if command == "d":
-        names, notes = resolve_wrt(preps[0], wrt)
-        for n in notes:
-            _note(n)
-    elif command == "taylor":
-        names, notes = resolve_wrt(preps[0], wrt)
-        if len(names) != 1:
-            raise InputError("--wrt must name exactly one variable for taylor")
-        for n in notes:
-            _note(n)
-    else:
-        names = _matrix_wrt(preps, wrt)
+    cmd = COMMANDS[command]
+    names, notes = cmd.names(preps, wrt)
+    for n in notes:
+        _note(n)
     at = dict(at or {})
     grids = _grids(at, points)  # --at x=0:1:0.1: evaluated as --points would (issue 12)
     if grids:
         at = {k: v for k, v in at.items() if k not in grids}
-    variables = sorted({v for p in preps for v in p.variables} | ({names[0]} if command == "taylor" else set()))
+    # a Taylor series is expanded around a value of its variable, even one EXPR does not contain
+    variables = sorted({v for p in preps for v in p.variables} | (set(names) if cmd.series else set()))
     for p in preps if points is None and not grids else ():  # with --points the file supplies what --at lacks
         resolve_point(p, names, {k: v for k, v in at.items() if k in p.variables or k in names})
     unknown = [k for k in at if k not in variables and k not in names]
@@ -333,8 +329,8 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
         raise InputError(f"--at is missing a value for {', '.join(repr(m) for m in missing)}")
     status = 0
     with precision(digits) as bk:
-        job = Job(command, tuple(preps), tuple(names), bk, digits=digits, check=check, tol=tol,
-                  check_timeout=check_timeout, order=order)
+        job = Job(cmd, tuple(preps), tuple(names), bk, digits=digits, check=check, tol=tol,
+                  check_timeout=check_timeout, order=order, symbolic=show_symbolic, threads=threads)
         expect = _expected(job, expect, points)  # --expect for every command: checked and shaped (issue 11)
         if output is not None or dask is not None:  # issue 13: Parquet and --output, a Dask cluster
             _table_options(points, grids, digits, show_symbolic or poly)
@@ -380,15 +376,15 @@ def _expected(job: Any, expect: tuple[Any, ...] | None, points: str | None) -> A
     """--expect's values checked against the command's shape: a constant for d, else a flat list."""
     if expect is None:
         return None
-    if job.command == "d":
+    name, shape = job.command.name, job.command.shape(job)
+    if not shape:
         if len(expect) != 1:
-            raise InputError(f"--expect: d has one value, got {len(expect)}")
+            raise InputError(f"--expect: {name} has one value, got {len(expect)}")
         return expect[0]
-    rows = {"grad": 1, "taylor": 1, "hessian": len(job.wrt), "jacobian": len(job.preps)}[job.command]
-    cols = job.order + 1 if job.command == "taylor" else len(job.wrt)
+    rows, cols = shape if len(shape) == 2 else (1, shape[0])
     if len(expect) != rows * cols:
-        shape = f"{rows}x{cols} matrix, row-major" if rows > 1 else f"{cols} entries"
-        raise InputError(f"--expect: {job.command} has {rows * cols} values ({shape}), got {len(expect)}")
+        what = f"{rows}x{cols} matrix, row-major" if rows > 1 else f"{cols} entries"
+        raise InputError(f"--expect: {name} has {rows * cols} values ({what}), got {len(expect)}")
     return list(expect)
 
 
@@ -396,10 +392,10 @@ def _expect_status(job: Any, value: Any, expect: Any) -> int:
     """0, or 1 after naming the first entry that misses --expect within --tol."""
     from .commands import expect_mismatch
 
-    if job.command == "d":
+    if job.command.kind == "scalar":
         entries = [("", value, expect)]
     else:
-        flat = [v for row in value for v in row] if job.command in ("hessian", "jacobian") else list(value)
+        flat = [v for row in value for v in row] if job.command.kind == "matrix" else list(value)
         cols = len(job.labels)
         entries = [(_entry_name(job, i, cols), v, e) for i, (v, e) in enumerate(zip(flat, expect))]
     for name, v, e in entries:
@@ -413,10 +409,9 @@ def _expect_status(job: Any, value: Any, expect: Any) -> int:
 def _entry_name(job: Any, i: int, cols: int) -> str:
     """' at entry 2 (∂f/∂y)', or ' at row 1, column 2 (∂f/∂y)' for a matrix (1-based)."""
     label = job.labels[i % cols]
-    if job.command in ("grad", "taylor"):
+    if job.command.kind != "matrix":
         return f" at entry {i + 1} ({label})"
-    row = f"{job.command == 'jacobian' and 'expression' or 'row'} {i // cols + 1}"
-    return f" at {row}, column {i % cols + 1} ({label})"
+    return f" at {job.command.row_noun} {i // cols + 1}, column {i % cols + 1} ({label})"
 
 
 #: At most this many rows are named on stderr for each kind of per-row finding (check, --expect).
@@ -502,7 +497,7 @@ def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str],
     defaults = {k: bk.scalar(v) for k, v in at.items() if k in variables}
     expected = None
     if expect is not None:  # d: one value; the others: every entry, row-major (checked by _expected)
-        expected = bk.scalar(expect) if job.command == "d" else [bk.scalar(e) for e in expect]
+        expected = bk.scalar(expect) if job.command.kind == "scalar" else [bk.scalar(e) for e in expect]
     parquet = isinstance(points, str) and _is_parquet(points)  # issue 13: a file, directory or glob
     stream, ours = _open_points(points) if isinstance(points, str) and not parquet else (None, False)
     failed_rows, notes, bad_rows, replaced = 0, 0, 0, 0
@@ -665,20 +660,6 @@ def _expect_text(value: Any, expected: Any, tol: float) -> str:
         if bad:
             return f"entry {k}: {bad}"
     return ""
-
-
-def _matrix_wrt(preps: list[Any], wrt: list[str] | None) -> list[str]:
-    if wrt is None:
-        names = sorted({v for p in preps for v in p.variables})
-        if not names:
-            raise InputError("EXPR has no variables to differentiate by")
-        return names
-    if len(set(wrt)) != len(wrt):
-        raise InputError("--wrt lists a variable twice; grad, hessian and jacobian take distinct variables")
-    for name in wrt:
-        if all(name not in p.variables for p in preps):
-            _note(f"note: EXPR does not depend on '{name}', so its derivatives are 0 (a typo?)")
-    return wrt
 
 
 def _report_checks(row: Any, tol: float, fmt_number: Callable[[Any], str]) -> int:

@@ -20,13 +20,15 @@ from .derive import (
     derivative_values,
     gradient_values,
     hessian_values,
+    resolve_wrt,
     taylor_values,
 )
-from .errors import NotFinite
+from .errors import InputError, NotFinite
 from .graph import finite_mask
 from .parse import Wrt
 
-__all__ = ["Job", "Row", "Chunk", "Block", "evaluate_block", "evaluate_chunk", "superscript", "partial_label"]
+__all__ = ["COMMANDS", "Command", "Entry", "Job", "Row", "Chunk", "Block", "evaluate_block", "evaluate_chunk",
+           "superscript", "partial_label"]
 
 _SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -47,10 +49,237 @@ def partial_label(wrt: list[str], f: str = "f") -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Job:
-    """One command's work: which derivatives of which expressions, how checked and at what precision."""
+class Entry:
+    """One derivative a command computes at each point: the check's cache key, the expression, and the
+    differentiation sequence. Entries are in row-major order of the command's value."""
 
-    command: str  # "d", "grad", "hessian", "jacobian" or "taylor"
+    key: Any
+    prep: Prepared
+    wrt: list[str]
+
+
+class Command:
+    """What one command computes and how its value is shaped: the single place that knows a command.
+
+    One instance per command (:data:`COMMANDS`). The engines, the certification, the check and the
+    renderer ask it; nothing else dispatches on a command's name."""
+
+    #: the command's name on the command line and in JSON
+    name: str = ""
+    #: the shape of one point's value: "scalar" (d), "vector" (grad, taylor) or "matrix" (hessian, jacobian)
+    kind: str = "vector"
+    #: taylor: each row also carries the Taylor coefficients f^(k)/k!, certified with the derivatives
+    series: bool = False
+    #: what a matrix row is called in messages ("row 2, column 1")
+    row_noun: str = "row"
+
+    def __repr__(self) -> str:
+        return f"<command {self.name}>"
+
+    def names(self, preps: list[Prepared], wrt: Any) -> tuple[list[str], list[str]]:
+        """The variables to differentiate by (from ``wrt``, or the expression's when None), and notes
+        for names no expression contains."""
+        if wrt is None:
+            names = sorted({v for p in preps for v in p.variables})
+            if not names:
+                raise InputError("EXPR has no variables to differentiate by")
+            return names, []
+        names = list(resolve_wrt(preps[0], wrt)[0])
+        if len(set(names)) != len(names):
+            raise InputError(f"--wrt lists a variable twice; {self.name} takes distinct variables")
+        notes = [f"note: EXPR does not depend on '{n}', so its derivatives are 0 (a typo?)"
+                 for n in names if all(n not in p.variables for p in preps)]
+        return names, notes
+
+    def shape(self, job: Job) -> tuple[int, ...]:
+        """One row's value shape (entries in row-major order)."""
+        return (len(job.wrt),)
+
+    def order(self, job: Job) -> int:
+        """The derivative order (JSON's "order")."""
+        return 1
+
+    def labels(self, job: Job) -> list[str]:
+        """One label per entry of a vector value, or per column of a matrix."""
+        return [partial_label([w]) for w in job.wrt]
+
+    def entry_labels(self, job: Job) -> list[str]:
+        """One label per entry, row-major (a table's rows)."""
+        return self.labels(job)
+
+    def column_names(self, job: Job) -> list[str]:
+        """CSV and Parquet column names, one per value (row-major)."""
+        return [f"d_{w}" for w in job.wrt]
+
+    def entries(self, job: Job) -> list[Entry]:
+        raise NotImplementedError
+
+    def groups(self, job: Job) -> list[Group]:
+        """What the ball engine computes, in the order of :meth:`entries`."""
+        return [Group(e.prep.graph, Wrt(e.wrt).counts) for e in self.entries(job)]
+
+    def compute(self, job: Job, chunk: Chunk) -> tuple[np.ndarray, list[Any], dict[str, np.ndarray]]:
+        """The float64 engines over a chunk: values of shape (P, *shape), per-expression failures, extras."""
+        raise NotImplementedError
+
+
+class _Derivative(Command):
+    name, kind = "d", "scalar"
+
+    def names(self, preps: list[Prepared], wrt: Any) -> tuple[list[str], list[str]]:
+        return resolve_wrt(preps[0], wrt)
+
+    def shape(self, job: Job) -> tuple[int, ...]:
+        return ()
+
+    def order(self, job: Job) -> int:
+        return len(job.wrt)
+
+    def labels(self, job: Job) -> list[str]:
+        return [partial_label(list(job.wrt))]
+
+    def column_names(self, job: Job) -> list[str]:
+        return ["value"]
+
+    def entries(self, job: Job) -> list[Entry]:
+        return [Entry(("d",), job.preps[0], list(job.wrt))]
+
+    def compute(self, job: Job, chunk: Chunk) -> tuple[np.ndarray, list[Any], dict[str, np.ndarray]]:
+        prep = job.preps[0]
+        vals, fail = derivative_values(prep.graph, list(job.wrt), _only(prep, chunk.values), job.bk, chunk.size,
+                                       job.engine, threads=job.threads)
+        return vals, [(prep, fail)], {}
+
+
+class _Gradient(Command):
+    name = "grad"
+
+    def entries(self, job: Job) -> list[Entry]:
+        return [Entry(("g", w), job.preps[0], [w]) for w in job.wrt]
+
+    def compute(self, job: Job, chunk: Chunk) -> tuple[np.ndarray, list[Any], dict[str, np.ndarray]]:
+        prep = job.preps[0]
+        vals, fail = gradient_values(prep.graph, list(job.wrt), _only(prep, chunk.values), job.bk, chunk.size,
+                                     threads=job.threads)
+        return vals, [(prep, fail)], {}
+
+
+class _Hessian(Command):
+    name, kind = "hessian", "matrix"
+
+    def shape(self, job: Job) -> tuple[int, ...]:
+        return (len(job.wrt), len(job.wrt))
+
+    def order(self, job: Job) -> int:
+        return 2
+
+    def entry_labels(self, job: Job) -> list[str]:
+        return [f"∂²f/∂{a}∂{b}" if a != b else f"∂²f/∂{a}²" for a in job.wrt for b in job.wrt]
+
+    def column_names(self, job: Job) -> list[str]:
+        return [f"d_{a}_{b}" for a in job.wrt for b in job.wrt]
+
+    def entries(self, job: Job) -> list[Entry]:
+        # one oracle per unordered pair: d2f/dxdy and d2f/dydx share sympy's derivative
+        return [Entry(("h", *sorted((a, b))), job.preps[0], sorted([a, b])) for a in job.wrt for b in job.wrt]
+
+    def compute(self, job: Job, chunk: Chunk) -> tuple[np.ndarray, list[Any], dict[str, np.ndarray]]:
+        prep = job.preps[0]
+        vals, fail = hessian_values(prep.graph, list(job.wrt), _only(prep, chunk.values), job.bk, chunk.size,
+                                    threads=job.threads)
+        return vals, [(prep, fail)], {}
+
+    def matrix_labels(self, job: Job) -> tuple[str, list[str], list[str]]:
+        """The corner, row and column labels of the matrix table: entry (i, j) is d(row i)/d(column j)."""
+        return "∂²f", [f"∂f/∂{w}" for w in job.wrt], [f"∂/∂{w}" for w in job.wrt]
+
+
+class _Jacobian(Command):
+    name, kind, row_noun = "jacobian", "matrix", "expression"
+
+    def shape(self, job: Job) -> tuple[int, ...]:
+        return (len(job.preps), len(job.wrt))
+
+    def entry_labels(self, job: Job) -> list[str]:
+        return [f"∂f{i + 1}/∂{w}" for i in range(len(job.preps)) for w in job.wrt]
+
+    def column_names(self, job: Job) -> list[str]:
+        return [f"d{i}_{w}" for i in range(len(job.preps)) for w in job.wrt]
+
+    def entries(self, job: Job) -> list[Entry]:
+        return [Entry(("j", i, w), p, [w]) for i, p in enumerate(job.preps) for w in job.wrt]
+
+    def compute(self, job: Job, chunk: Chunk) -> tuple[np.ndarray, list[Any], dict[str, np.ndarray]]:
+        rows, fails = [], []
+        for prep in job.preps:
+            vals, fail = gradient_values(prep.graph, list(job.wrt), _only(prep, chunk.values), job.bk, chunk.size,
+                                         threads=job.threads)
+            rows.append(vals)
+            fails.append((prep, fail))
+        return np.stack(rows, axis=1), fails, {}
+
+    def matrix_labels(self, job: Job) -> tuple[str, list[str], list[str]]:
+        cols = [f"∂/∂{w}" for w in job.wrt]
+        if len(job.preps) == 1:
+            return "J", [f"f = {job.preps[0].text}"], cols
+        return "J", [f"f{_sub(i + 1)} = {p.text}" for i, p in enumerate(job.preps)], cols
+
+
+class _Taylor(Command):
+    name, series = "taylor", True
+
+    def names(self, preps: list[Prepared], wrt: Any) -> tuple[list[str], list[str]]:
+        names, notes = resolve_wrt(preps[0], wrt)
+        if len(names) != 1:
+            raise InputError("--wrt must name exactly one variable for taylor")
+        return names, notes
+
+    def shape(self, job: Job) -> tuple[int, ...]:
+        return (job.order + 1,)
+
+    def order(self, job: Job) -> int:
+        return job.order
+
+    def labels(self, job: Job) -> list[str]:
+        primes = ["f", "f′", "f″", "f‴"]
+        return [primes[k] if k < 4 else f"f⁽{superscript(k)}⁾" for k in range(job.order + 1)]
+
+    def column_names(self, job: Job) -> list[str]:
+        return [f"d{k}" for k in range(job.order + 1)] + [f"c{k}" for k in range(job.order + 1)]
+
+    def entries(self, job: Job) -> list[Entry]:
+        return [Entry(("t", k), job.preps[0], [job.wrt[0]] * k) for k in range(job.order + 1)]
+
+    def groups(self, job: Job) -> list[Group]:
+        # every order from one series (derivatives, then coefficients, each certified)
+        return [Group(job.preps[0].graph, {job.wrt[0]: job.order}, taylor=job.wrt[0])]
+
+    def compute(self, job: Job, chunk: Chunk) -> tuple[np.ndarray, list[Any], dict[str, np.ndarray]]:
+        prep, pts, n = job.preps[0], chunk.values, chunk.size
+        p = _only(prep, pts)
+        p.setdefault(job.wrt[0], pts.get(job.wrt[0], job.bk.zeros((n,))))
+        derivs, coeffs, fail = taylor_values(prep.graph, job.wrt[0], job.order, p, job.bk, n)
+        return derivs, [(prep, fail)], {"coefficients": coeffs}
+
+
+#: Every command, by its name.
+COMMANDS: dict[str, Command] = {c.name: c for c in (_Derivative(), _Gradient(), _Hessian(), _Jacobian(), _Taylor())}
+
+
+def _sub(n: int) -> str:
+    return str(n).translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
+
+
+@dataclass(eq=False, slots=True)
+class Job:
+    """One command's work: which derivatives of which expressions, how checked and at what precision.
+
+    Built once per run and shared by its chunks: its ball-engine :attr:`plan` is fixed at construction;
+    the :attr:`entries` (taylor --order N has N+1 of them, so they are not built before the work limits
+    are checked) and the symbolic oracles (sympy's derivatives: a run without a check or
+    --show-symbolic never needs them) are built on first use."""
+
+    command: Command  # a Command, or its name ("d", "grad", ...)
     preps: tuple[Prepared, ...]
     wrt: tuple[str, ...]
     bk: ops.Backend
@@ -60,33 +289,53 @@ class Job:
     check_timeout: float = 5.0
     order: int = 0  # taylor
     engine: str = "auto"  # d: auto, taylor or reverse (the Python API's engine=)
-    oracles: dict[Any, Oracle | TaylorChain] = field(default_factory=dict)
-    #: what the ball engine computes per entry (see :func:`groups`), built on first use
-    plan: list[Group] = field(default_factory=list, repr=False, compare=False)
+    #: also find the symbolic derivatives without a check (--show-symbolic --no-check)
+    symbolic: bool = False
+    #: worker threads of the fused evaluator at many points (None: $GRADCLI_THREADS, else one per core)
+    threads: int | None = None
+    #: what the ball engine computes per entry group, in the order of the entries
+    plan: list[Group] = field(init=False, repr=False)
+    _entries: list[Entry] | None = field(init=False, repr=False, default=None)
+    _oracles: dict[Any, Oracle | TaylorChain] = field(init=False, repr=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.command, str):
+            self.command = COMMANDS[self.command]
+        self.wrt = tuple(self.wrt)
+        self.preps = tuple(self.preps)
+        self.plan = self.command.groups(self)
+
+    @property
+    def entries(self) -> list[Entry]:
+        """Every derivative the command computes per point, row-major (see :meth:`Command.entries`)."""
+        if self._entries is None:
+            self._entries = self.command.entries(self)
+        return self._entries
 
     @property
     def labels(self) -> list[str]:
         """One label per entry of a vector value (grad, taylor) or per column (hessian, jacobian)."""
-        if self.command == "d":
-            return [partial_label(list(self.wrt))]
-        if self.command == "taylor":
-            primes = ["f", "f′", "f″", "f‴"]
-            return [primes[k] if k < 4 else f"f⁽{superscript(k)}⁾" for k in range(self.order + 1)]
-        return [partial_label([w]) for w in self.wrt]
+        return self.command.labels(self)
 
-    def oracle(self, key: Any, prep: Prepared, wrt: list[str]) -> Oracle:
+    def oracle(self, entry: Entry) -> Oracle:
         """The symbolic derivative for one entry, computed once per job (cached across chunks)."""
-        found = self.oracles.get(key)
-        if found is None and self.command == "taylor":
+        found = self._oracles.get(entry.key)
+        if found is None and self.command.series:
             # every order shares one incremental differentiation and one numerical run per point
-            chain = self.oracles.get(("t-chain",))
+            chain = self._oracles.get(("t-chain",))
             if chain is None:
-                chain = self.oracles[("t-chain",)] = TaylorChain(prep.expr, prep.graph, self.wrt[0], self.order,
-                                                                 self.check_timeout)
-            found = self.oracles[key] = chain.oracle(len(wrt))
+                prep = entry.prep
+                chain = self._oracles[("t-chain",)] = TaylorChain(prep.expr, prep.graph, self.wrt[0], self.order,
+                                                                  self.check_timeout)
+            found = self._oracles[entry.key] = chain.oracle(len(entry.wrt))
         if found is None:
-            found = self.oracles[key] = Oracle(prep.expr, prep.graph, wrt, self.check_timeout)
+            found = self._oracles[entry.key] = Oracle(entry.prep.expr, entry.prep.graph, entry.wrt,
+                                                      self.check_timeout)
         return found
+
+    def symbolic_derivatives(self) -> list[Any]:
+        """sympy's derivative of each entry (None where sympy did not finish in time)."""
+        return [self.oracle(e).symbolic for e in self.entries]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +361,8 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
     error: NotFinite | None = None
     certs: list[Certificate] | None = None  # one per entry, what the ball engine proved
+    #: sympy's derivative of each entry (None where sympy did not finish); None when not asked for
+    symbolic: list[Any] | None = None
 
     @property
     def check_ok(self) -> bool | None:
@@ -122,51 +373,6 @@ class Row:
         if any(o is False for o in oks):
             return False
         return True if all(o is True for o in oks) else None
-
-
-def _entries(job: Job) -> list[tuple[Any, Prepared, list[str]]]:
-    """(cache key, expression, wrt) for every entry the check compares, row-major."""
-    if job.command == "d":
-        return [(("d",), job.preps[0], list(job.wrt))]
-    if job.command == "grad":
-        return [(("g", w), job.preps[0], [w]) for w in job.wrt]
-    if job.command == "jacobian":
-        return [(("j", i, w), p, [w]) for i, p in enumerate(job.preps) for w in job.wrt]
-    if job.command == "hessian":
-        # one oracle per unordered pair: d2f/dxdy and d2f/dydx share sympy's derivative
-        return [(("h", *sorted((a, b))), job.preps[0], sorted([a, b])) for a in job.wrt for b in job.wrt]
-    return [(("t", k), job.preps[0], [job.wrt[0]] * k) for k in range(job.order + 1)]
-
-
-def _compute(job: Job, chunk: Chunk) -> tuple[np.ndarray, list[Any], dict[str, np.ndarray]]:
-    """Values of shape (P, entries...) plus per-expression failures."""
-    bk, n, pts = job.bk, chunk.size, chunk.values
-    extra: dict[str, np.ndarray] = {}
-    if job.command == "d":
-        prep = job.preps[0]
-        vals, fail = derivative_values(prep.graph, list(job.wrt), _only(prep, pts), bk, n, job.engine)
-        return vals, [(prep, fail)], extra
-    if job.command == "grad":
-        prep = job.preps[0]
-        vals, fail = gradient_values(prep.graph, list(job.wrt), _only(prep, pts), bk, n)
-        return vals, [(prep, fail)], extra
-    if job.command == "hessian":
-        prep = job.preps[0]
-        vals, fail = hessian_values(prep.graph, list(job.wrt), _only(prep, pts), bk, n)
-        return vals, [(prep, fail)], extra
-    if job.command == "jacobian":
-        rows, fails = [], []
-        for prep in job.preps:
-            vals, fail = gradient_values(prep.graph, list(job.wrt), _only(prep, pts), bk, n)
-            rows.append(vals)
-            fails.append((prep, fail))
-        return np.stack(rows, axis=1), fails, extra
-    prep = job.preps[0]
-    p = _only(prep, pts)
-    p.setdefault(job.wrt[0], pts.get(job.wrt[0], bk.zeros((n,))))
-    derivs, coeffs, fail = taylor_values(prep.graph, job.wrt[0], job.order, p, bk, n)
-    extra["coefficients"] = coeffs
-    return derivs, [(prep, fail)], extra
 
 
 def _only(prep: Prepared, pts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -188,6 +394,9 @@ class Block:
     checks: list[CheckBatch] | None
     #: rows the ball engine saw, one certificate per entry; the other rows passed the estimate
     certs: dict[int, list[Certificate]] = field(default_factory=dict)
+    errors: dict[int, NotFinite] = field(default_factory=dict)  # rows the ball engine found undefined
+    #: sympy's derivative of each entry, with --check or --show-symbolic (see :attr:`Row.symbolic`)
+    symbolic: list[Any] | None = None
 
     def certificates(self, i: int) -> list[Certificate]:
         """Row ``i``'s certificates, one per entry."""
@@ -200,7 +409,6 @@ class Block:
     def uncertified(self) -> list[int]:
         """Rows with a value no ball could prove (exit 1), in order."""
         return sorted(i for i, row in self.certs.items() if any(not c.ok for c in row) and not self.bad[i])
-    errors: dict[int, NotFinite] = field(default_factory=dict)  # rows the ball engine found undefined
 
     @property
     def check_failed(self) -> np.ndarray:
@@ -241,27 +449,8 @@ class Block:
             extra={k: _tolist(v[i]) for k, v in self.extra.items()},
             error=error,
             certs=self.certificates(i) if error is None else None,
+            symbolic=self.symbolic,
         )
-
-
-def groups(job: Job) -> list[Group]:
-    """What the ball engine computes for each entry, in the order of :func:`_entries` (row-major);
-    built once per job."""
-    if not job.plan:
-        job.plan.extend(_groups(job))
-    return job.plan
-
-
-def _groups(job: Job) -> list[Group]:
-    if job.command == "d":
-        return [Group(job.preps[0].graph, Wrt(job.wrt).counts)]
-    if job.command == "grad":
-        return [Group(job.preps[0].graph, {w: 1}) for w in job.wrt]
-    if job.command == "jacobian":
-        return [Group(p.graph, {w: 1}) for p in job.preps for w in job.wrt]
-    if job.command == "hessian":
-        return [Group(job.preps[0].graph, {a: 2} if a == b else {a: 1, b: 1}) for a in job.wrt for b in job.wrt]
-    return [Group(job.preps[0].graph, {job.wrt[0]: job.order}, taylor=job.wrt[0])]
 
 
 _ESTIMATE = Certificate(True, method="estimate")
@@ -279,13 +468,6 @@ def _exact_column(chunk: Chunk, name: str, values: np.ndarray) -> np.ndarray:
     out = np.empty(1, dtype=object)
     out[0] = exact
     return out
-
-
-def _shape(job: Job) -> tuple[int, ...]:
-    """One row's value shape: () for d, (n,) for grad and taylor, (m, n) for hessian and jacobian."""
-    k = len(job.wrt)
-    return {"d": (), "grad": (k,), "hessian": (k, k), "jacobian": (len(job.preps), k),
-            "taylor": (job.order + 1,)}[job.command]
 
 
 def _point(job: Job, chunk: Chunk, i: int) -> dict[str, Any]:
@@ -310,7 +492,7 @@ def _certify_rows(job: Job, chunk: Chunk, rows: Any, values: np.ndarray, extra: 
         pt = _point(job, chunk, i)
         row: list[Outcome] = []
         col = 0
-        for g in groups(job):
+        for g in job.plan:
             cands = None
             if flat.dtype != object:
                 cands = [float(x) for x in flat[i, col : col + g.order + 1 if g.taylor else col + 1]]
@@ -319,7 +501,7 @@ def _certify_rows(job: Job, chunk: Chunk, rows: Any, values: np.ndarray, extra: 
             row.extend(certify(g, {k: v for k, v in pt.items() if k in g.graph.variables or k in g.counts},
                                cands, tol=job.tol, digits=job.digits))
             col += g.order + 1 if g.taylor else 1
-        if job.command == "taylor":  # derivatives, then coefficients (each certified)
+        if job.command.series:  # derivatives, then coefficients (each certified)
             half = job.order + 1
             row, tail = row[:half], row[half:]
             coeffs[i] = [o.value for o in tail]
@@ -339,9 +521,7 @@ def _errors(job: Job, chunk: Chunk, outcomes: dict[int, list[Outcome]]) -> dict[
         bad = next((o for o in row if o.error is not None), None)
         if bad is None:
             continue
-        g = groups(job)[0] if job.command != "jacobian" else None
-        graph = g.graph if g is not None else job.preps[min(row.index(bad) // max(len(job.wrt), 1),
-                                                             len(job.preps) - 1)].graph
+        graph = job.entries[min(row.index(bad), len(job.entries) - 1)].prep.graph
         errors[i] = describe_failure(graph, bad.error, bad.culprit, _only_point(job, chunk, i),
                                      digits=job.digits is not None)
     return errors
@@ -360,16 +540,16 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
     if balls_only:
         # a few points: the ball engine alone (it gives the double nearest the true value); float64's
         # engines serve larger chunks, where balls only confirm them
-        values = np.empty((n, *_shape(job)), dtype=object if job.digits else np.float64)
+        values = np.empty((n, *job.command.shape(job)), dtype=object if job.digits else np.float64)
         values.fill(mpmath.mpf("nan") if job.digits else np.nan)
         fails: list[Any] = [(job.preps[0], None)]
         extra: dict[str, np.ndarray] = {}
-        if job.command == "taylor":
+        if job.command.series:
             extra["coefficients"] = values.copy()
         bad = np.zeros(n, dtype=bool)
         rows = range(n)
     else:
-        raw, fails, extra = _compute(job, chunk)
+        raw, fails, extra = job.command.compute(job, chunk)
         values = np.array(raw)  # writable, whatever the engine returned (a broadcast view, say)
         extra = {k: np.array(v) for k, v in extra.items()}
         bad = ~finite_mask(values).reshape(n, -1).all(axis=1)
@@ -378,7 +558,7 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
         if n <= DIRECT_ROWS:
             rows = range(n)
         else:
-            perturbed, _, _ = _compute(job, Chunk(perturb(chunk.values), n, chunk.lines))
+            perturbed, _, _ = job.command.compute(job, Chunk(perturb(chunk.values), n, chunk.lines))
             flagged = estimate_flags(values, perturbed, job.tol) | bad
             clean = np.flatnonzero(~flagged)
             picks = np.linspace(0, clean.size - 1, min(SAMPLE_ROWS, clean.size)).astype(int)
@@ -409,13 +589,14 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
         # with --digits N the printed value is rounded to N digits: compare within that rounding
         tol = max(job.tol, 10.0 ** (1 - job.digits)) if job.digits else job.tol
         checks = []
-        for j, (key, prep, wrt) in enumerate(_entries(job)):
-            pts = {k: v for k, v in chunk.values.items() if k in prep.variables or k in wrt}
+        for j, entry in enumerate(job.entries):
+            pts = {k: v for k, v in chunk.values.items() if k in entry.prep.variables or k in entry.wrt}
             if n == 1:  # one point: the witness sees the exact values the certificate saw
                 pts = {k: _exact_column(chunk, k, v) for k, v in pts.items()}
-            oracle = job.oracle(key, prep, wrt)
+            oracle = job.oracle(entry)
             checks.append(oracle.check_many(pts, flat[:, j], tol=tol, dps=dps, mask=~bad))
-    return Block(job, chunk, values, extra, bad, fails, checks, certs, errors)
+    symbolic = job.symbolic_derivatives() if job.check or job.symbolic else None
+    return Block(job, chunk, values, extra, bad, fails, checks, certs, errors, symbolic)
 
 
 def evaluate_chunk(job: Job, chunk: Chunk) -> Iterator[Row]:

@@ -43,7 +43,6 @@ from .parquet import (
     ROW_COLUMN,
     OutputSink,
     Piece,
-    _command,
     _pandas_type,
     arrow_chunk,
     pieces,
@@ -84,7 +83,7 @@ class JobSpec:
             raise InputError("--digits cannot run on Dask (its tables hold float64)")
         if expect is not None:
             expect = tuple(float(job.bk.scalar(e)) for e in (expect if isinstance(expect, list) else [expect]))
-        return cls(_command(job), tuple(p.text for p in job.preps), tuple(job.wrt), tuple(variables),
+        return cls(job.command.name, tuple(p.text for p in job.preps), tuple(job.wrt), tuple(variables),
                    tuple((k, float(v)) for k, v in (defaults or {}).items() if k in variables),
                    bool(job.check), float(job.tol), float(job.check_timeout), int(job.order), strict, expect)
 
@@ -269,14 +268,11 @@ def table(spec: JobSpec, ddf: Any) -> Any:
 def _spec(command: str, expr: Any, ddf: Any, wrt: Any, at: dict[str, Any] | None, check: bool, tol: float,
           order: int = 0) -> JobSpec:
     from . import api
-    from .derive import resolve_wrt
+    from .commands import COMMANDS
 
     exprs = [expr] if isinstance(expr, str) else list(expr)
     preps = [api._prepared(e) for e in exprs]
-    if command == "d":
-        names, _ = resolve_wrt(preps[0], wrt)
-    else:
-        names = api._sorted_wrt(preps[0], wrt)
+    names, _ = COMMANDS[command].names(preps, wrt)
     variables = sorted({v for p in preps for v in p.variables})
     values = api._values(at)
     from . import ops

@@ -316,18 +316,7 @@ def arrow_chunk(table: Any, needed: Sequence[str], defaults: dict[str, float], w
 # ---- results as a table ----------------------------------------------------------------------------------
 def result_names(job: Job) -> list[str]:
     """The value columns (the CSV header's names), then check_ok, check_rel_err, certified, error."""
-    command = _command(job)
-    if command == "d":
-        names = ["value"]
-    elif command == "grad":
-        names = [f"d_{w}" for w in job.wrt]
-    elif command == "hessian":
-        names = [f"d_{a}_{b}" for a in job.wrt for b in job.wrt]
-    elif command == "jacobian":
-        names = [f"d{i}_{w}" for i in range(len(job.preps)) for w in job.wrt]
-    else:
-        names = [f"d{k}" for k in range(job.order + 1)] + [f"c{k}" for k in range(job.order + 1)]
-    return names + (["check_ok", "check_rel_err"] if job.check else []) + ["certified", "error"]
+    return job.command.column_names(job) + (["check_ok", "check_rel_err"] if job.check else []) + ["certified", "error"]
 
 
 def results_table(block: Block, inputs: Any = None) -> Any:
@@ -345,7 +334,7 @@ def results_table(block: Block, inputs: Any = None) -> Any:
         raise InputError(f"--output: the input already has a column named '{clash[0]}' (a result column)")
     columns: dict[str, Any] = {c: inputs.column(c) for c in inputs.column_names}
     flat = np.asarray(block.values, dtype=np.float64).reshape(n, -1)
-    if _command(job) == "taylor":
+    if job.command.series:
         flat = np.concatenate([flat, np.asarray(block.extra["coefficients"], dtype=np.float64).reshape(n, -1)],
                               axis=1)
     for j, name in enumerate(names[: flat.shape[1]]):
@@ -404,11 +393,6 @@ def _pandas_type(t: Any) -> Any:
     pa = require("pyarrow")
     pd = require("pandas")
     return {pa.bool_(): pd.BooleanDtype(), pa.string(): pd.StringDtype()}.get(t)
-
-
-def _command(job: Job) -> str:
-    """The command's name (``job.command`` is its name, or a Command object that carries it)."""
-    return getattr(job.command, "name", job.command)
 
 
 # ---- --output: one file, written atomically ---------------------------------------------------------------

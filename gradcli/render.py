@@ -146,11 +146,11 @@ JSON_SCHEMA: dict[str, Any] = {
 }
 
 
-def _shape_like(flat: list[Any], command: str, ncols: int) -> Any:
-    """Entries in row-major order, shaped like the command's value."""
-    if command == "d":
+def _shape_like(flat: list[Any], kind: str, ncols: int) -> Any:
+    """Entries in row-major order, shaped like the command's value (its ``kind``)."""
+    if kind == "scalar":
         return flat[0] if flat else None
-    if command in ("hessian", "jacobian"):
+    if kind == "matrix":
         return [flat[i:i + ncols] for i in range(0, len(flat), ncols)]
     return list(flat)
 
@@ -355,23 +355,17 @@ class Renderer:
     # -- shape of values -----------------------------------------------------------------------------
     @property
     def _vector(self) -> bool:
-        return self.job.command != "d"
+        return self.job.command.kind != "scalar"
 
-    def _symbolic(self) -> list[str | None]:
-        """The symbolic derivative of each entry in ``symbolic_format`` (None where sympy did not finish);
-        printed once per run."""
+    def _symbolic(self, row: Row) -> list[str | None]:
+        """The symbolic derivative of each entry (the row's, found by the evaluation) in
+        ``symbolic_format``, None where sympy did not finish; formatted once per run."""
         if self._symbolic_texts is not None:
             return self._symbolic_texts
-        job = self.job
-        from .commands import _entries
-
-        oracles = [job.oracle(key, prep, wrt) for key, prep, wrt in _entries(job)]
-        if self.symbolic_format == "text":
-            texts = [o.symbolic_text for o in oracles]
-        else:
-            texts = [None if o.symbolic is None else symbolic_text(o.symbolic, self.symbolic_format)
-                     for o in oracles]
-        self._symbolic_texts = texts
+        exprs = row.symbolic or [None] * len(self.job.entries)
+        texts = [None if e is None else symbolic_text(e, self.symbolic_format) for e in exprs]
+        if row.symbolic is not None:  # the same for every row of the run
+            self._symbolic_texts = texts
         return texts
 
     def _poly(self, row: Row, fmt: str = "text") -> str | None:
@@ -386,7 +380,7 @@ class Renderer:
         return len(self.job.wrt)
 
     def _shape(self, flat: list[Any]) -> Any:
-        return _shape_like(flat, self.job.command, self._ncols())
+        return _shape_like(flat, self.job.command.kind, self._ncols())
 
     # -- per format ----------------------------------------------------------------------------------
     def row(self, row: Row) -> None:
@@ -503,10 +497,10 @@ class Renderer:
             self.stream.write((self._poly(row) or "nan") + "\n")
             return
         line = " ".join(number(v, d) for v in self._flat(row.value))
-        if self.job.command == "taylor":
+        if self.job.command.series:
             line += " " + " ".join(number(v, d) for v in self._flat(row.extra["coefficients"]))
         if self.show_symbolic:
-            line += SYMBOLIC_SEP + SYMBOLIC_SEP.join(s or "?" for s in self._symbolic())
+            line += SYMBOLIC_SEP + SYMBOLIC_SEP.join(s or "?" for s in self._symbolic(row))
         self.stream.write(line + "\n")
 
     def _row_latex(self, row: Row) -> None:
@@ -514,10 +508,6 @@ class Renderer:
         self.stream.write((self._poly(row, "latex") or "nan") + "\n")
 
     # -- json -------------------------------------------------------------------------------------------
-    def _order(self) -> int:
-        job = self.job
-        return {"d": len(job.wrt), "grad": 1, "jacobian": 1, "hessian": 2}.get(job.command, job.order)
-
     def _row_json(self, row: Row) -> None:
         obj = self.json_object(row)
         self.stream.write(json.dumps(obj, allow_nan=False, ensure_ascii=False) + "\n")
@@ -526,14 +516,14 @@ class Renderer:
         """One row as the JSON schema's object (``gradcli plot --format json`` builds on it too)."""
         job, d = self.job, self.job.digits
         obj: dict[str, Any] = {
-            "command": job.command,
+            "command": job.command.name,
             "expr": self._json_head[0],
             "wrt": self._json_head[1],
             "order": self._json_head[2],
             "at": {k: json_number(v, d) for k, v in row.at.items()},
             "value": _nested(row.value, lambda v: json_number(v, d)),
             "coefficients": (_nested(row.extra["coefficients"], lambda v: json_number(v, d))
-                             if job.command == "taylor" else None),
+                             if job.command.series else None),
             "line": row.line,
             "error": row.error.message if row.error is not None else None,
             "check": self._check_json(row, first=self._json_rows == 0),
@@ -546,7 +536,8 @@ class Renderer:
     @functools.cached_property
     def _json_head(self) -> tuple[list[str], str, int]:
         """The keys every row of a run shares (computed once, not per row)."""
-        return [p.text for p in self.job.preps], compact_wrt(self.job.wrt), self._order()
+        job = self.job
+        return [p.text for p in job.preps], compact_wrt(job.wrt), job.command.order(job)
 
     def _check_json(self, row: Row, *, first: bool) -> dict[str, Any]:
         """The certificate and the symbolic witness, always the same keys (see JSON_SCHEMA)."""
@@ -578,7 +569,7 @@ class Renderer:
             reasons = ["the value is not finite"]
         symbolic = None
         if first and (job.check or self.show_symbolic):
-            symbolic = self._shape(self._symbolic())
+            symbolic = self._shape(self._symbolic(row))
         failed = certified is False or any(c.ok is False for c in ran)
         anything = bool(present) or bool(ran)
         return {
@@ -608,16 +599,7 @@ class Renderer:
         return head
 
     def _entry_names(self) -> list[str]:
-        job = self.job
-        if job.command == "d":
-            return ["value"]
-        if job.command == "grad":
-            return [f"d_{w}" for w in job.wrt]
-        if job.command == "hessian":
-            return [f"d_{a}_{b}" for a in job.wrt for b in job.wrt]
-        if job.command == "jacobian":
-            return [f"d{i}_{w}" for i in range(len(job.preps)) for w in job.wrt]
-        return [f"d{k}" for k in range(job.order + 1)] + [f"c{k}" for k in range(job.order + 1)]
+        return self.job.command.column_names(self.job)
 
     def _row_csv(self, row: Row) -> None:
         d = self.job.digits
@@ -626,14 +608,14 @@ class Renderer:
             self._csv.writerow(self._csv_header())
         cells = [number(row.at[v], d) if v in row.at else "" for v in self.variables]
         cells += [number(v, d) for v in self._flat(row.value)]
-        if self.job.command == "taylor":
+        if self.job.command.series:
             cells += [number(v, d) for v in self._flat(row.extra["coefficients"])]
         if self.job.check:
             ok = row.check_ok
             errs = [c.rel_err for c in (row.checks or []) if c.rel_err is not None]
             cells += ["" if ok is None else str(ok).lower(), repr(max(errs)) if errs else ""]
         if self.show_symbolic:
-            cells += [s or "" for s in self._symbolic()]
+            cells += [s or "" for s in self._symbolic(row)]
         if self.poly:
             cells.append(self._poly(row) or "")
         self._csv.writerow(cells)
@@ -653,7 +635,7 @@ class Renderer:
             at = block.chunk.values.get(v)
             cols.append(list(map(repr, np.asarray(at, dtype=np.float64).tolist())) if at is not None else [""] * n)
         flat = block.values.reshape(n, -1)
-        if self.job.command == "taylor":
+        if self.job.command.series:
             flat = np.concatenate([flat, block.extra["coefficients"].reshape(n, -1)], axis=1)
         cols += [list(map(repr, c)) for c in flat.T.tolist()]
         if self.job.check:
@@ -681,14 +663,14 @@ class Renderer:
         for row in self._rows:
             where = ", ".join(f"{k} = {number(v, d)}" for k, v in row.at.items())
             title = escape(f"f = {exprs}" + (f"  at  {where}" if where else ""))
-            if job.command in ("hessian", "jacobian"):
+            if job.command.kind == "matrix":
                 for grid in self._matrix_grids(row, title):
                     grid.print(console)
                 continue
             certs = getattr(row, "certs", None)
             radii = [getattr(c, "radius", None) if c is not None else None for c in certs] if certs else []
             show_radius = any(r is not None for r in radii)
-            coeffs = self._flat(row.extra.get("coefficients", [])) if job.command == "taylor" else None
+            coeffs = self._flat(row.extra.get("coefficients", [])) if job.command.series else None
             columns = [("derivative", False, "left"), ("value", True, "right")]
             if job.check:
                 columns += [("symbolic value", True, "right"), ("check", True, "center")]
@@ -702,7 +684,7 @@ class Renderer:
             # a narrow terminal drops the oracle's value (a mismatch is on stderr with both values) and
             # the radius before it falls back to the vertical layout
             grid.optional = {j for j, c in enumerate(columns) if c[0] in ("symbolic value", "± radius")}
-            symbolic = self._symbolic() if self.show_symbolic else []
+            symbolic = self._symbolic(row) if self.show_symbolic else []
             for i, (label, v) in enumerate(zip(self._row_labels(), self._flat(row.value))):
                 cells = [f"[bold]{escape(label)}[/]", number(v, d)]
                 if job.check:
@@ -736,8 +718,7 @@ class Renderer:
         from rich.markup import escape
 
         job, d = self.job, self.job.digits
-        rows, cols = self._matrix_labels()
-        corner = "∂²f" if job.command == "hessian" else "J"
+        corner, rows, cols = job.command.matrix_labels(job)
         values = _Grid([(corner, False, "left")] + [(escape(c), True, "right") for c in cols], title=title)
         for i, (label, entries) in enumerate(zip(rows, row.value)):
             cells = [f"[bold]{escape(label)}[/]"]
@@ -755,7 +736,7 @@ class Renderer:
             values.caption = escape("; ".join(sorted(notes)))
         grids = [values]
         if self.show_symbolic:
-            symbolic = self._symbolic()
+            symbolic = self._symbolic(row)
             pretty = self.symbolic_format == "pretty"
             sym = _Grid([(corner, False, "left")] + [(escape(c), pretty, "left") for c in cols],
                         title="symbolic derivatives")
@@ -765,23 +746,8 @@ class Renderer:
             grids.append(sym)
         return grids
 
-    def _matrix_labels(self) -> tuple[list[str], list[str]]:
-        """Row and column labels of a matrix table: entry (i, j) is d(row i)/d(column j)."""
-        job = self.job
-        cols = [f"∂/∂{w}" for w in job.wrt]
-        if job.command == "hessian":
-            return [f"∂f/∂{w}" for w in job.wrt], cols
-        if len(job.preps) == 1:
-            return [f"f = {job.preps[0].text}"], cols
-        return [f"f{_sub(i + 1)} = {p.text}" for i, p in enumerate(job.preps)], cols
-
     def _row_labels(self) -> list[str]:
-        job = self.job
-        if job.command in ("d", "grad", "taylor"):
-            return job.labels if job.command != "d" else [job.labels[0]]
-        if job.command == "hessian":
-            return [f"∂²f/∂{a}∂{b}" if a != b else f"∂²f/∂{a}²" for a in job.wrt for b in job.wrt]
-        return [f"∂f{i + 1}/∂{w}" for i in range(len(job.preps)) for w in job.wrt]
+        return self.job.command.entry_labels(self.job)
 
 
 @functools.lru_cache(maxsize=256)
@@ -794,10 +760,6 @@ def _plain_markup(cell: str) -> str:
 def _unmarked(cell: str) -> str:
     """A cell's text without rich markup (numbers have none; marks and labels come from a few)."""
     return _plain_markup(cell) if "[" in cell else cell
-
-
-def _sub(n: int) -> str:
-    return str(n).translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
 
 
 def _mark(c: CheckResult | None) -> str:
@@ -817,7 +779,7 @@ def _plain_block(block: Block) -> str:
     if n == 0:
         return ""
     flat = block.values.reshape(n, -1)
-    if block.job.command == "taylor":
+    if block.job.command.series:
         import numpy as np
 
         flat = np.concatenate([flat, block.extra["coefficients"].reshape(n, -1)], axis=1)

@@ -534,3 +534,33 @@ def test_expect_with_points_compares_every_entry_of_every_row(
     assert err.count("\n") == 1 and "line 3: --expect failed: entry 1" in err
     code, _, _ = run(capsys, "hessian", "x*y", "--points", path, "--expect", "0,1,1,0", "--format", "plain")
     assert code == 0
+
+
+# ---- --threads (issue 14): the fused evaluator's pool, from the option or $GRADCLI_THREADS -----------------
+def test_threads_give_the_same_values_as_one_thread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(-2, 2, (30_000, 2))  # several blocks of the fused evaluator
+    path = tmp_path / "p.csv"
+    path.write_text("x,y\n" + "\n".join(f"{a!r},{b!r}" for a, b in xy.tolist()) + "\n")
+    outs = []
+    for args in (["--threads", "1"], ["--threads", "2"], []):
+        if not args:
+            monkeypatch.setenv("GRADCLI_THREADS", "2")
+        code, out, err = run(capsys, "grad", "x*exp(-(x^2+y^2))*sin(3*y)", "--points", str(path), "--no-check",
+                             *args)
+        assert (code, err) == (0, "")
+        outs.append(out)
+    assert outs[0] == outs[1] == outs[2]
+    got = np.array([[float(v) for v in line.split()] for line in outs[0].splitlines()])
+    x, y = xy[:, 0], xy[:, 1]
+    e = np.exp(-(x * x + y * y))
+    want = np.stack([e * np.sin(3 * y) * (1 - 2 * x * x), x * e * (3 * np.cos(3 * y) - 2 * y * np.sin(3 * y))], 1)
+    assert np.allclose(got, want, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_a_bad_thread_count_is_exit_2(capsys: pytest.CaptureFixture[str], value: str) -> None:
+    code, out, err = run(capsys, "grad", "x*y", "--at", "x=1,y=2", "--threads", value)
+    assert code == 2 and out == "" and "--threads" in err and len(err.strip().splitlines()) == 1
