@@ -52,6 +52,7 @@ from .parquet import (
     results_frame,
     results_table,
     validated_chunk,
+    write_part,
 )
 
 __all__ = ["JobSpec", "evaluate_partition", "evaluate_piece", "piece_table", "worker_setup", "WORKER_ENV", "table",
@@ -372,6 +373,7 @@ def run_cluster_job(job: Any, points: str, at: dict[str, Any], variables: list[s
     parts = pieces(points, variables, keep_columns=output is not None)
     mode = "table" if output is not None else fmt
     sink = OutputSink(output) if output is not None else None
+    dataset = sink is not None and sink.fmt == "dataset"  # the workers write the files themselves
     findings = Findings()
     futures: dict[int, Any] = {}
     try:
@@ -382,7 +384,8 @@ def run_cluster_job(job: Any, points: str, at: dict[str, Any], variables: list[s
             pending = distributed.as_completed()
 
             def submit(i: int) -> None:
-                futures[i] = client.submit(run_piece, parts[i], spec, mode, i == 0, key=f"gradcli-{run}-{i}",
+                futures[i] = client.submit(run_piece, parts[i], spec, mode, i == 0,
+                                           sink.part_path(i) if dataset else None, key=f"gradcli-{run}-{i}",
                                            priority=len(parts) - i, retries=0)
                 pending.add(futures[i])
 
@@ -433,10 +436,11 @@ class PieceResult:
     stop: InputError | None = None
 
 
-def run_piece(piece: Piece, spec: JobSpec, fmt: str, first: bool) -> PieceResult:
+def run_piece(piece: Piece, spec: JobSpec, fmt: str, first: bool, out_file: str | None = None) -> PieceResult:
     """One piece of ``--points``, read, evaluated and formatted in one task on a worker (the CLI's --dask).
 
-    ``fmt`` ``table``: the result table (:func:`gradcli.parquet.results_table`, with the piece's columns);
+    ``fmt`` ``table``: the result table (:func:`gradcli.parquet.results_table`, with the piece's columns),
+    written by this worker to the Parquet file ``out_file`` when given (``--output DIR/``), else returned;
     ``plain``, ``csv`` or ``json``: the text :class:`gradcli.render.Renderer` writes for these rows, as one
     process writes it (``first``: the run's first piece, which alone carries the CSV header and JSON's
     symbolic derivative)."""
@@ -463,7 +467,11 @@ def run_piece(piece: Piece, spec: JobSpec, fmt: str, first: bool) -> PieceResult
     except InputError as exc:  # a bad row: returned, not raised (the worker would log it as a failed task)
         stop = exc
     if renderer is None:  # an empty piece has no table: one process writes nothing for it either
-        return PieceResult(rows, pa.concat_tables(tables) if tables else None, findings, stop)
+        data = pa.concat_tables(tables) if tables else None
+        if out_file is not None and data is not None and stop is None:
+            write_part(data, out_file)
+            data = None
+        return PieceResult(rows, data, findings, stop)
     return PieceResult(rows, _later_piece(text.getvalue(), fmt) if not first else text.getvalue(), findings, stop)
 
 

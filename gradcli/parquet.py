@@ -22,11 +22,14 @@ Library code: no printing; pyarrow and pandas come from the optional extra ``gra
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import math
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +41,7 @@ from .errors import InputError, IOFault
 
 __all__ = ["EXTRA_HINT", "is_parquet", "parquet_files", "ParquetReader", "Piece", "pieces", "read_piece",
            "read_table", "arrow_chunk", "validated_chunk", "result_names", "results_table", "results_frame",
-           "output_format", "OutputSink", "BATCH_ROWS"]
+           "output_format", "OutputSink", "write_part", "BATCH_ROWS"]
 
 #: What to install when pyarrow, pandas or dask are missing.
 EXTRA_HINT = "pip install 'gradcli[dask]'"
@@ -397,16 +400,24 @@ def _pandas_type(t: Any) -> Any:
 
 # ---- --output: one file, written atomically ---------------------------------------------------------------
 def output_format(path: str) -> str:
-    """``parquet``, ``csv`` or ``jsonl`` from ``path``'s extension (an InputError otherwise)."""
+    """``parquet``, ``csv`` or ``jsonl`` from ``path``'s extension, ``dataset`` for a name ending in ``/``
+    (a directory of Parquet files); an InputError otherwise."""
+    if path.endswith(("/", os.sep)):
+        return "dataset"
     ext = os.path.splitext(path)[1].lower()
     if ext not in _OUTPUTS:
-        raise InputError(f"--output: '{path}' must end in .parquet, .csv or .jsonl (the format follows the name)")
+        raise InputError(f"--output: '{path}' must end in .parquet, .csv or .jsonl (the format follows the name), "
+                         "or in / (a new directory of Parquet files)")
     return _OUTPUTS[ext]
 
 
 class OutputSink:
     """Writes result tables to ``path`` under a temporary name; :meth:`close` renames it into place,
-    :meth:`abort` removes it. Stands where the CLI's renderer stands (``block``, ``close``)."""
+    :meth:`abort` removes it. Stands where the CLI's renderer stands (``block``, ``close``).
+
+    A ``path`` ending in ``/`` is a dataset: a new directory of Parquet files (``part-00000.parquet``, ...),
+    written as a temporary directory beside it and renamed when complete; Dask workers write their pieces
+    into it themselves (:meth:`part_path`, :func:`write_part`), so no row passes through the client."""
 
     def __init__(self, path: str, *, inputs: Any = None) -> None:
         self.path = path
@@ -415,22 +426,35 @@ class OutputSink:
         require("pandas")
         self.inputs = inputs  # an object with ``frame``: the input columns of the last chunk read
         self.rows = 0
-        directory = os.path.dirname(os.path.abspath(path))
-        if os.path.isdir(path):
+        self._file: Any = None
+        self._writer: Any = None
+        self._schema: Any = None
+        self.before_streaming = lambda: None  # the renderer's hook (the CLI's progress bar)
+        target = path.rstrip("/" + os.sep) or path
+        directory = os.path.dirname(os.path.abspath(target))
+        if self.fmt == "dataset" and os.path.lexists(target):
+            raise InputError(f"--output: '{path}' already exists (a dataset directory is written whole, "
+                             "never into another: give a new name)")
+        if self.fmt != "dataset" and os.path.isdir(path):
             raise InputError(f"--output: '{path}' is a directory")
+        umask = os.umask(0)
+        os.umask(umask)
         try:
+            if self.fmt == "dataset":
+                self.tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
+                os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
+                return
             fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
         except FileNotFoundError:
             raise InputError(f"--output: the directory '{directory}' does not exist") from None
         except OSError as exc:
             raise IOFault(f"--output: cannot write in '{directory}': {exc.strerror or exc}") from None
-        umask = os.umask(0)
-        os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would outlive the rename: an ordinary file's mode
         self._file = os.fdopen(fd, "wb")
-        self._writer: Any = None
-        self._schema: Any = None
-        self.before_streaming = lambda: None  # the renderer's hook (the CLI's progress bar)
+
+    def part_path(self, i: int) -> str:
+        """A dataset's ``i``-th file, inside the temporary directory (renamed with it by :meth:`close`)."""
+        return os.path.join(self.tmp, f"part-{i:05d}.parquet")
 
     def block(self, block: Block) -> None:
         inputs = getattr(self.inputs, "frame", None)
@@ -438,7 +462,7 @@ class OutputSink:
 
     def table(self, table: Any) -> None:
         """Append one result table (a pyarrow Table, :func:`results_table`)."""
-        if self.fmt == "parquet":
+        if self.fmt in ("parquet", "dataset"):
             self._parquet(table)
         else:
             frame = table.to_pandas(types_mapper=_pandas_type)
@@ -451,13 +475,11 @@ class OutputSink:
 
     def _parquet(self, table: Any) -> None:
         pq = require("pyarrow.parquet")
-        pa = require("pyarrow")
         if self._writer is None:
+            if self._file is None:  # a dataset written here: one file
+                self._file = open(self.part_path(0), "wb")  # noqa: SIM115 - closed by close() or abort()
             self._schema = table.schema.remove_metadata()
-            # dictionary pages only where values repeat (strings, booleans): for float columns pyarrow builds
-            # a dictionary, finds it too large and falls back, which doubles the time of a write
-            coded = [f.name for f in self._schema if not pa.types.is_floating(f.type)]
-            self._writer = pq.ParquetWriter(self._file, self._schema, use_dictionary=coded)
+            self._writer = pq.ParquetWriter(self._file, self._schema, use_dictionary=_dictionary_columns(self._schema))
         self._writer.write_table(table.replace_schema_metadata(None).cast(self._schema))
 
     def _jsonl(self, frame: Any) -> None:
@@ -469,6 +491,9 @@ class OutputSink:
 
     def close(self) -> None:
         """Finish the file and rename it into place."""
+        if self.fmt == "dataset":
+            self._close_dataset()
+            return
         if self._file is None:
             return
         if self.fmt == "parquet" and self._writer is None:  # no rows: an empty table of the known columns
@@ -486,6 +511,23 @@ class OutputSink:
         pq = require("pyarrow.parquet")
         self._writer = pq.ParquetWriter(self._file, pa.schema([]))
 
+    def _close_dataset(self) -> None:
+        if self.tmp is None:
+            return
+        if self._writer is not None:
+            self._writer.close()
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+        try:
+            os.rename(self.tmp, self.path.rstrip("/" + os.sep))  # fails rather than replace a directory
+        except OSError as exc:
+            raise IOFault(f"--output: cannot rename the finished dataset to '{self.path}': "
+                          f"{exc.strerror or exc}") from None
+        self.tmp = None
+
     def abort(self) -> None:
         """Remove the temporary file (the run failed: no ``--output`` file is left behind)."""
         if self._file is not None:
@@ -496,10 +538,40 @@ class OutputSink:
             except OSError:
                 pass
             self._file = None
+        if self.fmt == "dataset":
+            if self.tmp is not None:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                self.tmp = None
+            return
         try:
             os.unlink(self.tmp)
         except FileNotFoundError:
             pass
+
+
+def _dictionary_columns(schema: Any) -> list[str]:
+    """The columns worth Parquet's dictionary pages: all but floats. For a float column pyarrow builds a
+    dictionary, finds it too large and falls back, which doubles the time of a write."""
+    pa = require("pyarrow")
+    return [f.name for f in schema if not pa.types.is_floating(f.type)]
+
+
+def write_part(table: Any, path: str) -> None:
+    """One file of a dataset (``--output DIR/``), written by the worker that computed it: under a temporary
+    name, then renamed, so a piece rerun elsewhere (a worker lost) replaces it whole."""
+    pq = require("pyarrow.parquet")
+    tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    table = table.replace_schema_metadata(None)
+    try:
+        with open(tmp, "wb") as f:
+            pq.write_table(table, f, use_dictionary=_dictionary_columns(table.schema))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise IOFault(f"--output: cannot write '{path}': {exc.strerror or exc}") from None
 
 
 def _json_value(v: Any) -> Any:

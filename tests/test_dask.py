@@ -119,6 +119,29 @@ def test_warnings_on_stderr_are_one_processs(capsys, client, small, args) -> Non
     assert cluster == single
 
 
+def _dataset(path) -> pa.Table:
+    return pa.concat_tables([pq.read_table(str(path / f)) for f in sorted(os.listdir(path))])
+
+
+def test_output_to_a_directory_the_workers_write_the_files_the_same_rows(capsys, client, data, tmp_path) -> None:
+    one, many, file = tmp_path / "one", tmp_path / "many", tmp_path / "one.parquet"
+    args = ["hessian", EXPR, "--wrt", "x,y", "--points", str(data)]
+    assert run(capsys, *args, "--output", str(file))[0] == 0
+    assert run(capsys, *args, "--output", f"{one}/") == (0, "", "")
+    assert run(capsys, *args, "--output", f"{many}/", "--dask", _address(client)) == (0, "", "")
+    assert os.listdir(one) == ["part-00000.parquet"] and len(os.listdir(many)) == 6
+    assert _dataset(one).equals(pq.read_table(str(file))) and _dataset(many).equals(pq.read_table(str(file)))
+    assert sorted(os.listdir(tmp_path)) == ["many", "one", "one.parquet"]  # no temporary directory left
+
+
+def test_output_to_an_existing_directory_exits_2_and_leaves_it_alone(capsys, client, data, tmp_path) -> None:
+    (tmp_path / "out").mkdir()
+    code, _, err = run(capsys, "d", "x*y", "--wrt", "x", "--points", str(data), "--output", f"{tmp_path / 'out'}/",
+                       "--dask", _address(client))
+    assert code == 2 and "out/" in err  # the CLI's own check (a directory) or the sink's (already exists)
+    assert sorted(os.listdir(tmp_path)) == ["out"] and os.listdir(tmp_path / "out") == []
+
+
 def test_a_bad_row_in_one_partition_is_named_by_file_and_row_and_no_file_is_left(capsys, client, data,
                                                                                  tmp_path) -> None:
     bad = tmp_path / "bad"
@@ -132,12 +155,13 @@ def test_a_bad_row_in_one_partition_is_named_by_file_and_row_and_no_file_is_left
         pq.write_table(table, str(bad / f), row_group_size=500)
     out = tmp_path / "out" / "r.parquet"
     out.parent.mkdir()
-    code, _, err = run(capsys, "d", EXPR, "--wrt", "x", "--points", str(bad), "--output", str(out),
-                       "--dask", _address(client))
-    assert code == 2
-    assert err == (f"gradcli: error: --points {bad / 'part-3.parquet'}, row 737: the value of 'x' is missing "
-                   "(null or NaN)\n")
-    assert os.listdir(out.parent) == []
+    for target in (str(out), f"{out.parent / 'dataset'}/"):  # a file, and a directory the workers write
+        code, _, err = run(capsys, "d", EXPR, "--wrt", "x", "--points", str(bad), "--output", target,
+                           "--dask", _address(client))
+        assert code == 2
+        assert err == (f"gradcli: error: --points {bad / 'part-3.parquet'}, row 737: the value of 'x' is missing "
+                       "(null or NaN)\n")
+        assert os.listdir(out.parent) == []
 
 
 def test_rows_outside_the_domain_exit_3_with_the_same_message_as_one_process(capsys, client, tmp_path) -> None:
