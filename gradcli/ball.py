@@ -316,8 +316,13 @@ def _moving(graph: Graph, names: frozenset[str]) -> list[bool]:
 
 # What a step of the walk does with its node (see _steps).
 _VAR, _CONST, _PLAIN, _GUARD, _SERIES = range(5)
-# _SERIES steps that look at their inputs' values: atan2 with a constant y, abs and sign (kinks)
-_ATAN2, _KINK = 1, 2
+# _SERIES steps that look at their inputs' values: atan2 with a constant y, abs and sign (kinks); and
+# the output as a product, last of the series steps (see _top_product)
+_ATAN2, _KINK, _PRODUCT = 1, 2, 3
+#: From this order on, one coefficient of the output product is a dot product rather than FLINT's whole
+#: truncated product (measured on exp(sin(x))*log(1+x^2): 7 vs 8 us at 24, 42 vs 126 us at 64, 170 vs
+#: 970 us at 256; the same radius to six digits).
+_DOT_MIN = 24
 
 
 def _steps(graph: Graph, names: frozenset[str]) -> tuple[tuple[Any, ...], ...]:
@@ -329,6 +334,8 @@ def _steps(graph: Graph, names: frozenset[str]) -> tuple[tuple[Any, ...], ...]:
     if found is not None:
         return found
     moves = _moving(graph, names)
+    series = [i for i, node in enumerate(graph.nodes)
+              if node.op not in ("var", "const") and moves[i] and i not in graph.guards]
     steps: list[tuple[Any, ...]] = []
     for i, node in enumerate(graph.nodes):
         if node.op == "var":
@@ -346,6 +353,8 @@ def _steps(graph: Graph, names: frozenset[str]) -> tuple[tuple[Any, ...], ...]:
                 special = _ATAN2
             elif prim.name in ("abs", "sign"):
                 special = _KINK
+            elif prim.name == "mul" and i == graph.output == series[-1]:
+                special = _PRODUCT
             steps.append((_SERIES, prim, node.inputs, params, special))
     cache[key] = found = tuple(steps)
     return found
@@ -373,11 +382,27 @@ def _plain(rule: Callable[..., arb_series], args: list[arb], params: dict[str, A
         return arb.nan()
 
 
-def _walk(graph: Graph, alg: Any, point: dict[str, arb], seeds: dict[str, arb_series]) -> Enclosure:
+def _top_product(a: arb_series, b: arb_series, k: int) -> arb_series:
+    """The coefficients 0 and k of a * b (the others 0): all that a caller reading one derivative needs
+    of the output, as two dot products instead of FLINT's whole truncated product (k^2 / 2 products of
+    coefficients whose magnitudes spread, which its block algorithm splits up). The sum is taken with 32
+    more bits, so that its k roundings weigh less than the product's one (exact inputs at x = 0)."""
+    zero = arb(0)
+    top = zero
+    with precision(ctx.prec + 32, ctx.cap):
+        for j in range(max(0, k - len(b) + 1), min(k, len(a) - 1) + 1):
+            top += a[j] * b[k - j]
+    return arb_series([a[0] * b[0], *([zero] * (k - 1)), top], prec=min(a.prec, b.prec))
+
+
+def _walk(graph: Graph, alg: Any, point: dict[str, arb], seeds: dict[str, arb_series],
+          top: int | None = None) -> Enclosure:
     """Evaluate every node: moving nodes in ``alg``, the others (and domain guards) as plain balls.
 
     A node that does not depend on a differentiated variable is exactly constant in t, so its series is
-    its value alone, even where its function has no derivative (x * acos(y) at y = 1, by x)."""
+    its value alone, even where its function has no derivative (x * acos(y) at y = 1, by x). With
+    ``top``, the caller reads only the output's coefficients 0 and ``top`` (a univariate derivative):
+    an output product then computes only those."""
     steps = _steps(graph, frozenset(seeds))
     consts = _constants(graph)
     const, op = alg.const, alg.op
@@ -411,6 +436,8 @@ def _walk(graph: Graph, alg: Any, point: dict[str, arb], seeds: dict[str, arb_se
         elif culprit is not None and any(tainted[j] for j in inputs):  # (a tainted node set the culprit)
             # undefined derivatives stay undefined: FLINT's series product would turn 0 * nan into 0
             out = nan_series(values[inputs[0]].prec)
+        elif special == _PRODUCT and top is not None and top >= _DOT_MIN and kink is None:
+            out = _top_product(values[inputs[0]], values[inputs[1]], top)
         else:
             out = op(what, [values[j] for j in inputs], params)
         v = out[0]  # the value, and whether some coefficient is undefined (as clean: first and last)
@@ -426,12 +453,14 @@ def _walk(graph: Graph, alg: Any, point: dict[str, arb], seeds: dict[str, arb_se
     return Enclosure(values[graph.output], culprit, kink)
 
 
-def univariate(graph: Graph, var: str | None, order: int, point: dict[str, arb]) -> Enclosure:
-    """Normalized coefficients c_k = f^(k)(x0)/k!, k <= order, of f along ``var`` at ``point``."""
+def univariate(graph: Graph, var: str | None, order: int, point: dict[str, arb], *,
+               top_only: bool = False) -> Enclosure:
+    """Normalized coefficients c_k = f^(k)(x0)/k!, k <= order, of f along ``var`` at ``point``
+    (``top_only``: only c_0 and c_order are wanted; the others may come as 0)."""
     alg = _Univariate(order + 1)
     seeds = {var: alg.seed(point[var])} if var is not None and var in graph.variables else {}
     with precision(ctx.prec, order + 1):
-        return _walk(graph, alg, point, seeds)
+        return _walk(graph, alg, point, seeds, order if top_only else None)
 
 
 def mixed(graph: Graph, counts: dict[str, int], point: dict[str, arb]) -> Enclosure:
@@ -470,7 +499,7 @@ def derivative(graph: Graph, counts: dict[str, int], point: dict[str, arb]) -> E
         if var not in graph.variables:
             enc = univariate(graph, None, 0, point)
             return Enclosure(arb(0), enc.culprit, enc.kink)
-        enc = univariate(graph, var, counts[var], point)
+        enc = univariate(graph, var, counts[var], point, top_only=True)  # (with a kink: every coefficient)
         lower = tuple(coeff(enc.value, k) for k in range(counts[var] + 1)) if enc.kink is not None else ()
         return Enclosure(coeff(enc.value, counts[var]) * factorials(counts), enc.culprit, enc.kink, lower)
     enc = mixed(graph, counts, point)
