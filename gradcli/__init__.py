@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-#: public name -> (module, attribute); the elementwise functions are ``tensor.T``'s, recorded by the
-#: active tapes (one per user-facing primitive of the registry: tests check that none is missing).
+#: public name -> (module, attribute). The elementwise functions (``gradcli.sin``, ...) are not listed:
+#: each public primitive of the registry (``ops.REGISTRY``) is ``tensor.T``'s function of that name,
+#: recorded by the active tapes, so a function added to the registry is a ``gradcli`` function too.
 _LAZY: dict[str, tuple[str, str]] = {
     **{name: ("api", name) for name in ("derivative", "gradient", "hessian", "jacobian", "taylor", "compile",
                                         "Compiled")},
@@ -29,38 +30,34 @@ _LAZY: dict[str, tuple[str, str]] = {
     **{name: ("tape", name) for name in ("GradientTape", "Tape", "TapeError", "UnconnectedGradients")},
     **{name: ("tensor", name) for name in ("Tensor", "Variable", "constant", "maximum", "minimum", "reduce_sum",
                                            "sqrt", "square")},
-    **{name: ("tensor", f"T.{name}") for name in (
-        "abs", "sign", "sin", "cos", "tan", "exp", "log", "asin", "acos", "atan", "atan2",
-        "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "erf", "erfc", "gamma", "loggamma", "erfinv", "lambertw",
-        "besselj")},
 }
 
-__all__ = [
-    "derivative", "gradient", "hessian", "jacobian", "taylor", "compile", "Compiled",
-    "Tape", "GradientTape", "TapeError", "UnconnectedGradients", "Tensor", "Variable", "constant",
-    "GradcliError", "InputError", "CheckMismatch", "NotFinite", "IOFault", "Uncertified", "CheckResult",
-    "abs", "sign", "sin", "cos", "tan", "exp", "log", "sqrt", "square",
-    "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
-    "erf", "erfc", "gamma", "loggamma", "erfinv", "lambertw", "besselj", "maximum", "minimum", "reduce_sum",
-    "__version__",
-]  # fmt: skip
+
+def _elementwise() -> list[str]:
+    """The registry's public primitives, by name (imports the registry: numpy and sympy)."""
+    from .ops import REGISTRY
+
+    return [name for name, prim in REGISTRY.items() if prim.public]
 
 
 def __getattr__(name: str) -> Any:
-    """Import a public name's module on first access, and keep the value (later lookups are direct)."""
-    try:
+    """Import a public name's module on first access, and keep the value (later lookups are direct).
+    ``__all__`` is built on first use too (``from gradcli import *``): it names the registry's functions."""
+    if name == "__all__":
+        value: Any = [*_LAZY, *_elementwise(), "__version__"]
+    elif name in _LAZY:
         module, attr = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'gradcli' has no attribute {name!r}") from None
-    value: Any = importlib.import_module(f".{module}", __name__)
-    for part in attr.split("."):
-        value = getattr(value, part)
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    elif not name.startswith("_") and name in _elementwise():
+        value = getattr(importlib.import_module(".tensor", __name__).T, name)
+    else:
+        raise AttributeError(f"module 'gradcli' has no attribute {name!r}")
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(globals().get("__all__") or __getattr__("__all__")))
 
 
 class _Package(types.ModuleType):
