@@ -3,7 +3,8 @@
     python bench/bench_batch.py [--points 1000000] [--repeat 7] [--threads N] [--block B] [--json]
 
 Measures, in one run: gradcli's fused evaluator (derive.gradient_values / hessian_values, on the
-threads asked for and on one), the public API (gradcli.gradient / gradcli.hessian, which adds
+threads asked for and on one; the Hessian also with its tangent directions stacked along an axis, the
+layout not used by default), the public API (gradcli.gradient / gradcli.hessian, which adds
 certification of a sample), a hand-written numpy baseline (whole arrays, one block, one thread), and
 jax (jit) and torch (eager) when importable (they are not dependencies). Every system is called once
 per round, round after round, so a change of load on a shared machine falls on all of them alike; the
@@ -76,7 +77,7 @@ def numpy_hessian(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def gradcli_fns(n: int, threads: int | None) -> dict[str, Callable[[], Any]]:
     import gradcli
-    from gradcli import ops
+    from gradcli import batch, ops
     from gradcli.derive import gradient_values, hessian_values, prepare
 
     x, y = points(n)
@@ -87,6 +88,8 @@ def gradcli_fns(n: int, threads: int | None) -> dict[str, Callable[[], Any]]:
         "gradcli hess": lambda: hessian_values(graph, ["x", "y"], pts, ops.F64, n, threads=threads),
         "gradcli grad, 1 thread": lambda: gradient_values(graph, ["x", "y"], pts, ops.F64, n, threads=1),
         "gradcli hess, 1 thread": lambda: hessian_values(graph, ["x", "y"], pts, ops.F64, n, threads=1),
+        # the other layout of the Hessian's tangents (gradcli.batch.compile_hessian), evaluator alone
+        "gradcli hess, stacked": lambda: batch.hessian(graph, ["x", "y"], pts, n, threads=threads, stacked=True),
         "gradcli.gradient (API)": lambda: gradcli.gradient(EXPR, wrt=["x", "y"], at=pts),
         "gradcli.hessian (API)": lambda: gradcli.hessian(EXPR, wrt=["x", "y"], at=pts),
     }

@@ -7,7 +7,9 @@ kernel. On the way, constants are folded (``1.0 * g`` is ``g``), repeated instru
 needs are dropped, and slots get buffers by liveness, so a program needs a few buffers, not one per
 node. For Hessians the reverse rules run on dual numbers whose tangent holds one traced value per
 direction (all n directions in the one pass, structurally zero ones skipped), and only the entries
-(i, j), i <= j, are kept: the symmetric ones are mirrored, never computed twice.
+(i, j), i <= j, are kept: the symmetric ones are mirrored, never computed twice. (The directions can
+also be stacked along an axis, one (n, block) buffer per tangent: fewer instructions, more arithmetic;
+measured slower, see :func:`compile_hessian`.)
 
 Running a program: the points are cut into cache-sized blocks (:data:`BLOCK` points); each worker
 thread owns one set of preallocated buffers and runs the whole program block after block with in-place
@@ -71,6 +73,7 @@ class _Sym:
 
     __slots__ = ("tr", "id")
     bk = ops.F64  # what registry rules ask of a value (``_two_over_sqrt_pi``)
+    __array_ufunc__ = None  # a constant array (a stacked seed) times a _Sym is traced, not an object array
 
     def __init__(self, tr: _Trace, slot: int) -> None:
         self.tr = tr
@@ -104,11 +107,23 @@ class _Sym:
         return self.tr.emit("neg", (self,))
 
 
-Value = Any  # a _Sym, or a python float (a folded constant)
+Value = Any  # a _Sym, or a folded constant: a python float, or an (n, 1) array (stacked directions)
 
 
 def _key(a: Value) -> Any:
-    return a.id if isinstance(a, _Sym) else ("c", float(a).hex())
+    if isinstance(a, _Sym):
+        return a.id
+    if isinstance(a, np.ndarray):
+        return ("a", a.shape, a.tobytes())
+    return ("c", float(a).hex())
+
+
+def _const(a: Any) -> Value:
+    return a if isinstance(a, (_Sym, np.ndarray)) else float(a)
+
+
+def _is(a: Value, c: float) -> bool:
+    return isinstance(a, float) and a == c
 
 
 class _Trace:
@@ -119,27 +134,35 @@ class _Trace:
         self.memo: dict[Any, Value] = {}
         self.nslots = 0
         self.var_names: dict[int, str] = {}  # input slots: the variables
+        self.widths: list[int] = []  # per slot: 1 (one value per point), or n (stacked directions)
 
     def variable(self, name: str) -> _Sym:
-        s = self.slot()
+        s = self.slot(1)
         self.var_names[s.id] = name
         return s
 
-    def slot(self) -> _Sym:
+    def slot(self, width: int) -> _Sym:
         self.nslots += 1
+        self.widths.append(width)
         return _Sym(self, self.nslots - 1)
+
+    def width(self, a: Value) -> int:
+        if isinstance(a, _Sym):
+            return self.widths[a.id]
+        return a.shape[0] if isinstance(a, np.ndarray) else 1
 
     def emit(self, name: str, args: tuple[Any, ...], params: dict[str, Any] | None = None) -> Value:
         prim = ops.REGISTRY[name]
-        args = tuple(a if isinstance(a, _Sym) else float(a) for a in args)
+        args = tuple(_const(a) for a in args)
         ps = tuple(sorted((params or {}).items()))
         if not any(isinstance(a, _Sym) for a in args):  # constant folding, with the kernel itself
             with np.errstate(all="ignore"):
-                return float(prim.f64(*(np.float64(a) for a in args), **dict(ps)))
+                folded = prim.f64(*(a if isinstance(a, np.ndarray) else np.float64(a) for a in args), **dict(ps))
+            return folded if np.ndim(folded) else float(folded)
         # identities exact in IEEE arithmetic for every input, nan and inf included
-        if name == "mul" and (args[1] == 1.0 or args[0] == 1.0):
-            return args[0] if args[1] == 1.0 else args[1]
-        if name == "div" and args[1] == 1.0:
+        if name == "mul" and (_is(args[1], 1.0) or _is(args[0], 1.0)):
+            return args[0] if _is(args[1], 1.0) else args[1]
+        if name == "div" and _is(args[1], 1.0):
             return args[0]
         if name == "pow" and dict(ps).get("p") == 1:
             return args[0]
@@ -149,7 +172,7 @@ class _Trace:
         found = self.memo.get(key)
         if found is not None:
             return found
-        out = self.slot()
+        out = self.slot(max(self.width(a) for a in args))
         self.instrs.append((prim, out.id, args, ps))
         self.memo[key] = out
         return out
@@ -174,6 +197,7 @@ class _Dual:
 
     __slots__ = ("v", "t")
     bk = ops.F64
+    __array_ufunc__ = None
 
     def __init__(self, v: Value, t: tuple[Value | None, ...]) -> None:
         self.v = v
@@ -282,18 +306,21 @@ class Program:
     """Straight-line code over an environment: inputs, constants and buffers.
 
     ``env`` indices: ``inputs`` (the variables, copied into each worker's buffers block by block), then
-    ``consts`` (python floats), then ``nbuf`` buffers. Each instruction is ``(kernel, how, out, args,
+    ``consts`` (python floats, or (n, 1) arrays: stacked seeds), then one buffer per entry of ``widths``
+    (1: one value per point, shape (block,); n: n stacked directions, shape (n, block)). Output k is
+    ``env[outputs[k]]``, or its row ``rows[k]`` when that is not None. Each instruction is ``(kernel, how, out, args,
     params)``: ``how`` is :data:`UFUNC` (``kernel(*args, out)``, a numpy ufunc without parameters),
     :data:`INTO` (``kernel(*args, out=out, **params)``) or :data:`VALUE` (``out[...] = kernel(*args,
     **params)``).
     """
 
     inputs: tuple[str, ...]
-    consts: tuple[float, ...]
-    nbuf: int
+    consts: tuple[Any, ...]
+    widths: tuple[int, ...]
     code: tuple[tuple[Callable[..., Any], int, int, tuple[int, ...], dict[str, Any]], ...]
     outputs: tuple[int, ...]  # env index per result entry
-    check: int  # env index of the sum of every checked value (non-finite: a suspect row)
+    rows: tuple[int | None, ...]
+    check: int  # env index of the sum of every checked value (non-finite in any row: a suspect point)
 
 
 UFUNC, INTO, VALUE = 0, 1, 2
@@ -313,9 +340,10 @@ def _probe_absorbs(prim: ops.Primitive, params: dict[str, Any], slot: int) -> bo
     return bool(np.isfinite(out).any())
 
 
-def _lower(tr: _Trace, outputs: list[Value], checks: list[Value], guarded: list[Value]) -> Program:
+def _lower(tr: _Trace, outputs: list[Value], checks: list[Value], guarded: list[Value],
+           rows: list[int | None] | None = None) -> Program:
     """Dead-code elimination, the finiteness sum, and buffers by liveness."""
-    check_terms = [c for c in dict.fromkeys([*guarded, *checks], None) if isinstance(c, _Sym)]
+    check_terms = list(dict.fromkeys(c for c in [*guarded, *checks] if isinstance(c, _Sym)))
     chk = _sum(check_terms) if check_terms else 0.0
     instrs = tr.instrs
     producer = {out: k for k, (_, out, _, _) in enumerate(instrs)}
@@ -332,23 +360,24 @@ def _lower(tr: _Trace, outputs: list[Value], checks: list[Value], guarded: list[
             stack.extend(a.id for a in instrs[k][2] if isinstance(a, _Sym))
     kept = [ins for ins in instrs if ins[1] in live]
     inputs = sorted(tr.var_names)
-    return _assemble(tr, kept, inputs, outputs, chk)
+    return _assemble(tr, kept, inputs, outputs, chk, rows or [None] * len(outputs))
 
 
-def _assemble(tr: _Trace, kept: list[Any], var_slots: list[int], outputs: list[Value], chk: Value) -> Program:
+def _assemble(tr: _Trace, kept: list[Any], var_slots: list[int], outputs: list[Value], chk: Value,
+              rows: list[int | None]) -> Program:
     names = tr.var_names
     env: dict[Any, int] = {}
     inputs = []
     for s in var_slots:
         env[s] = len(inputs)
         inputs.append(names[s])
-    consts: list[float] = []
+    consts: list[Any] = []
 
-    def const_index(c: float) -> int:
-        key = ("c", float(c).hex())
+    def const_index(c: Value) -> int:
+        key = _key(c)
         if key not in env:
             env[key] = -1 - len(consts)  # fixed below
-            consts.append(float(c))
+            consts.append(c)
         return env[key]
 
     for _, _, args, _ in kept:
@@ -369,27 +398,26 @@ def _assemble(tr: _Trace, kept: list[Any], var_slots: list[int], outputs: list[V
             if isinstance(a, _Sym):
                 last_use[a.id] = k
     pinned = {o.id for o in [*outputs, chk] if isinstance(o, _Sym)}
-    free: list[int] = []
-    nbuf = 0
+    free: dict[int, list[int]] = {}  # by width
+    widths: list[int] = []
     code = []
     for k, (prim, out, args, ps) in enumerate(kept):
-        idx = tuple(env[a.id] if isinstance(a, _Sym) else env[("c", float(a).hex())] for a in args)
+        idx = tuple(env[_key(a)] for a in args)
         # buffers whose last reader is this instruction can take its result (elementwise kernels)
         for a in dict.fromkeys(a.id for a in args if isinstance(a, _Sym)):
             if last_use.get(a) == k and a not in pinned and env[a] >= first_buf:
-                free.append(env[a])
-        if free:
-            buf = free.pop()
+                free.setdefault(tr.widths[a], []).append(env[a])
+        width = tr.widths[out]
+        if free.get(width):
+            buf = free[width].pop()
         else:
-            buf = first_buf + nbuf
-            nbuf += 1
+            buf = first_buf + len(widths)
+            widths.append(width)
         env[out] = buf
         code.append(_instruction(prim, buf, idx, dict(ps)))
 
-    def index(o: Value) -> int:
-        return env[o.id] if isinstance(o, _Sym) else env[("c", float(o).hex())]
-
-    return Program(tuple(inputs), tuple(consts), nbuf, tuple(code), tuple(index(o) for o in outputs), index(chk))
+    return Program(tuple(inputs), tuple(consts), tuple(widths), tuple(code), tuple(env[_key(o)] for o in outputs),
+                   tuple(rows), env[_key(chk)])
 
 
 def _instruction(prim: ops.Primitive, out: int, args: tuple[int, ...], params: dict[str, Any]) -> Any:
@@ -482,23 +510,41 @@ def compile_gradient(graph: Graph, wrt: tuple[str, ...]) -> Program:
 
 
 @lru_cache(maxsize=64)
-def compile_hessian(graph: Graph, wrt: tuple[str, ...]) -> Program:
-    """Outputs: the entries (i, j), i <= j, row by row (forward-over-reverse, all directions at once)."""
+def compile_hessian(graph: Graph, wrt: tuple[str, ...], stacked: bool = False) -> Program:
+    """Outputs: the entries (i, j), i <= j, row by row (forward-over-reverse, all directions at once).
+
+    By default a tangent is n separate values, one per direction, and the structurally zero ones are
+    never computed (the tangent of x is e_x: no work in the other directions until x mixes with them);
+    only the entries i <= j are kept. ``stacked``: every tangent is one value of n rows, the directions
+    stacked along an axis (the seed of variable k is the constant column e_k, shape (n, 1), and
+    broadcasting does the rest), so one instruction serves all directions. Fewer, wider instructions,
+    but the zero rows are computed and so is the lower triangle: measured slower (H at 10^6 points,
+    one thread, CPU: 53 ms stacked against 42 ms; 1.3-1.7x on four- and six-variable Hessians), so
+    kept for measurement (bench/bench_batch.py prints both) and not used by default."""
     n = len(wrt)
     tr = _Trace()
-    variables = {name: _Dual(tr.variable(name), tuple(1.0 if w == name else None for w in wrt))
-                 for name in graph.variables}
-    vals, checks = _forward(graph, tr, variables, lambda c: _Dual(c, (None,) * n), _dual_apply)
-    seed = _Dual(1.0, (None,) * n)
+    if stacked:
+        seeds = {name: np.array([[1.0 if w == name else 0.0] for w in wrt]) for name in graph.variables}
+        variables = {name: _Dual(tr.variable(name), (seeds[name] if seeds[name].any() else None,))
+                     for name in graph.variables}
+        width = 1
+    else:
+        variables = {name: _Dual(tr.variable(name), tuple(1.0 if w == name else None for w in wrt))
+                     for name in graph.variables}
+        width = n
+    vals, checks = _forward(graph, tr, variables, lambda c: _Dual(c, (None,) * width), _dual_apply)
+    seed = _Dual(1.0, (None,) * width)
     adjoint = _reverse(graph, vals, seed, _DUAL_T, wrt)
     index = {node.name: i for i, node in enumerate(graph.nodes) if node.op == "var"}
     entries: list[Value] = []
+    rows: list[int | None] = []
     for i in range(n):
         for j in range(i, n):
             a = adjoint[index[wrt[j]]] if wrt[j] in index else None
-            t = a.t[i] if isinstance(a, _Dual) else None
+            t = a.t[0 if stacked else i] if isinstance(a, _Dual) else None
             entries.append(0.0 if t is None else t)
-    return _lower(tr, entries, [_primal(vals[graph.output]), *entries], checks)
+            rows.append(i if stacked and t is not None else None)
+    return _lower(tr, entries, [_primal(vals[graph.output]), *entries], checks, rows)
 
 
 # ---- running ------------------------------------------------------------------------------------------
@@ -538,8 +584,9 @@ def run(prog: Program, point: dict[str, np.ndarray], npoints: int, sink: Callabl
     counter = itertools.count()  # next() on it is atomic under the GIL
 
     def work() -> None:
-        full = [np.empty(size) for _ in range(nin + prog.nbuf)]
+        full = [np.empty(size) for _ in range(nin)] + [np.empty((w, size) if w > 1 else size) for w in prog.widths]
         fin = np.empty(size, dtype=bool)
+        fins = np.empty((max(prog.widths, default=1), size), dtype=bool)
         bound: dict[int, tuple[list[Any], list[Any]]] = {}
         with np.errstate(all="ignore"):
             for b in iter(counter.__next__, None):
@@ -548,7 +595,7 @@ def run(prog: Program, point: dict[str, np.ndarray], npoints: int, sink: Callabl
                 p0, p1 = b * size, min(npoints, (b + 1) * size)
                 m = p1 - p0
                 if m not in bound:  # the full size, and once the last (shorter) block
-                    bufs = full if m == size else [a[:m] for a in full]
+                    bufs = full if m == size else [a[..., :m] for a in full]
                     env = bufs[:nin] + list(prog.consts) + bufs[nin:]
                     bound[m] = (env, _bind(prog, env))
                 env, calls = bound[m]
@@ -556,9 +603,14 @@ def run(prog: Program, point: dict[str, np.ndarray], npoints: int, sink: Callabl
                     np.copyto(env[k], arrays[k][p0:p1])
                 for fn, args in calls:
                     fn(*args)
-                sink(p0, p1, [env[o] for o in prog.outputs])
+                sink(p0, p1, [env[o] if r is None else env[o][r] for o, r in zip(prog.outputs, prog.rows)])
                 chk = env[prog.check]
-                if isinstance(chk, np.ndarray):
+                if isinstance(chk, np.ndarray) and chk.ndim == 2:  # stacked: every row must be finite
+                    w = chk.shape[0]
+                    np.isfinite(chk, out=fins[:w, :m])
+                    np.logical_and.reduce(fins[:w, :m], axis=0, out=fin[:m])
+                    np.logical_not(fin[:m], out=suspect[p0:p1])
+                elif isinstance(chk, np.ndarray):
                     np.isfinite(chk, out=fin[:m])
                     np.logical_not(fin[:m], out=suspect[p0:p1])
                 elif not math.isfinite(chk):
@@ -589,10 +641,12 @@ def gradient(graph: Graph, wrt: Sequence[str], point: dict[str, np.ndarray], npo
 
 
 def hessian(graph: Graph, wrt: Sequence[str], point: dict[str, np.ndarray], npoints: int, *,
-            threads: int | None = None, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The Hessian along ``wrt`` at every point, shape (P, n, n), exactly symmetric, and the suspects."""
+            threads: int | None = None, block: int | None = None,
+            stacked: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The Hessian along ``wrt`` at every point, shape (P, n, n), exactly symmetric, and the suspects
+    (``stacked``: the tangent directions along an axis, see :func:`compile_hessian`)."""
     n = len(wrt)
-    prog = compile_hessian(graph, tuple(wrt))
+    prog = compile_hessian(graph, tuple(wrt), stacked)
     out = np.empty((npoints, n, n))
     pairs = [(i, j) for i in range(n) for j in range(i, n)]
 

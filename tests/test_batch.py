@@ -98,6 +98,20 @@ def test_fused_hessian_matches_the_plain_engine_with_the_same_failures(text: str
     np.testing.assert_array_equal(out, np.swapaxes(out, 1, 2))
 
 
+@pytest.mark.parametrize("text", EXPRS)
+def test_stacked_directions_give_the_plain_engines_hessian_and_flag_its_failures(text: str) -> None:
+    graph = prepare(text).graph
+    pts = _points(len(text) + 1)
+    ref, bad, _ = _plain(hessian_values, graph, ["x", "y"], pts)
+    out, suspect = batch.hessian(graph, ["x", "y"], pts, P, stacked=True, block=1000)
+    assert suspect[bad].all(), text  # every failing row reaches the exact analysis
+    good = ~bad
+    scale = np.abs(ref[good]).reshape(-1, 4).max(axis=1)[:, None, None]
+    err = np.abs(out[good] - ref[good]) / np.maximum(scale, 1e-300)
+    assert err.max(initial=0.0) <= 1e-13, (text, err.max())
+    np.testing.assert_array_equal(out, np.swapaxes(out, 1, 2))
+
+
 def test_fused_first_derivative_equals_the_plain_engine() -> None:
     graph = prepare("x*exp(-(x^2+y^2))*sin(3*y)").graph
     pts = _points(3)
