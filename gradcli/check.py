@@ -235,12 +235,16 @@ class Oracle:
     def _value(self, point: dict[str, Any], value: Any, tol: float, dps: int) -> Any:
         """sympy's derivative at ``point``, to ``dps`` digits.
 
-        At binary numbers (floats, ints: exact in mpmath) the lambdified derivative is tried first, with
-        mpmath at ``dps`` plus guard digits (one order less of Python overhead than evalf), and kept
-        when it agrees with ``value`` within ``tol``, as :meth:`check_many` keeps its rows: cancellation
-        would make it disagree, not agree. Otherwise, and at exact constants (``pi/2``), evalf's adaptive
-        precision decides."""
-        if all(isinstance(v, (int, float, mpmath.mpf)) and not isinstance(v, bool) for v in point.values()):
+        From the second point on (a compiled expression called again; lambdify costs two to ten evalf
+        runs, so a one-shot CLI call does not pay for it), at binary numbers (floats, ints: exact in
+        mpmath) the lambdified derivative is tried first, with mpmath at ``dps`` plus guard digits (one
+        order less of Python overhead than evalf), and kept when it agrees with ``value`` within ``tol``,
+        as :meth:`check_many` keeps its rows: cancellation would make it disagree, not agree. Otherwise,
+        and at exact constants (``pi/2``), evalf's adaptive precision decides."""
+        seen = self._fns.get("points", 0)
+        self._fns["points"] = seen + 1
+        if seen and all(isinstance(v, (int, float, mpmath.mpf)) and not isinstance(v, bool)
+                        for v in point.values()):
             quick = self._mp_value(point, dps + len(self.wrt) + 10)
             if quick is not None and rel_err(value, quick) <= tol:
                 with mpmath.workdps(dps):
