@@ -287,9 +287,9 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
          symbolic_format: str | None = None, poly: bool = False, output: str | None = None,
          dask: str | None = None, threads: int | None = None) -> int:
     from .api import precision
-    from .commands import COMMANDS, Chunk, Job, evaluate_chunk
+    from .commands import COMMANDS, Chunk, Job
     from .derive import point_arrays, prepare, resolve_point
-    from .render import Renderer, number, waiting
+    from .render import Renderer
 
     fmt = _default_format(fmt, as_json)
     if fmt == "latex" and not poly:
@@ -327,7 +327,6 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
     missing = [v for v in variables if v not in at and v not in grids]
     if missing and (points is None or grids):
         raise InputError(f"--at is missing a value for {', '.join(repr(m) for m in missing)}")
-    status = 0
     with precision(digits) as bk:
         job = Job(cmd, tuple(preps), tuple(names), bk, digits=digits, check=check, tol=tol,
                   check_timeout=check_timeout, order=order, symbolic=show_symbolic, threads=threads)
@@ -339,25 +338,11 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
             from .parquet import OutputSink
 
             return _run_points(job, points, at, variables, OutputSink(output), expect=expect)
+        renderer = Renderer(job, fmt, _stdout(), show_symbolic=show_symbolic, variables=variables, **styles)
         if points is not None:
-            renderer = Renderer(job, fmt, _stdout(), show_symbolic=show_symbolic, variables=variables, **styles)
             return _run_points(job, points, at, variables, renderer, expect=expect)
         values, size = point_arrays(at, bk)
-        chunk = Chunk(values, size, (None,) * size, exact=dict(at))
-        renderer = Renderer(job, fmt, _stdout(), show_symbolic=show_symbolic, variables=variables, **styles)
-        with waiting():  # "checking…" on a terminal after half a second
-            rows = list(evaluate_chunk(job, chunk))
-        for row in rows:
-            if row.error is not None:
-                raise row.error
-        for row in rows:
-            renderer.row(row)
-        renderer.close()
-        for row in rows:
-            status = max(status, _report_checks(row, tol, lambda v: number(v if digits else float(v), digits)))
-            if expect is not None:
-                status = max(status, _expect_status(job, row.value, expect))
-    return status
+        return _run_chunks(job, [Chunk(values, size, (None,) * size, exact=dict(at))], renderer, expect=expect)
 
 
 def _grids(at: dict[str, Any], points: Any) -> dict[str, Any]:
@@ -445,7 +430,7 @@ def _progress(reader: Any, renderer: Any = None) -> Iterator[Callable[[], None]]
     shown only while a table is being collected (nothing else is written then) and is removed
     before the first row is written (``renderer.before_streaming``)."""
     streams_now = renderer is None or renderer.fmt != "table"
-    if reader.total is None or not sys.stderr.isatty() or (_stdout().isatty() and streams_now):
+    if getattr(reader, "total", None) is None or not sys.stderr.isatty() or (_stdout().isatty() and streams_now):
         yield lambda: None
         return
     from rich.console import Console
@@ -481,28 +466,12 @@ def _progress(reader: Any, renderer: Any = None) -> Iterator[Callable[[], None]]
 
 def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str], renderer: Any,
                 *, expect: Any = None) -> int:
-    """--points: read, evaluate and write chunk by chunk (the tape and the oracle are built once).
-
-    Every row is written, in input order; a row outside the domain as nan (JSON: null with "error").
-    At the end: exit 3 naming the first such row, else exit 1 if a row failed the check or --expect
-    (the first few named on stderr as they come). A bad input row stops the run (exit 2) after every
-    earlier row has been written.
-    """
-    from .commands import evaluate_block
-    from .points import PointsReader
-    from .render import number
-
-    bk, tol = job.bk, job.tol
-    fmt_number = (lambda v: number(v, job.digits)) if job.digits else (lambda v: number(float(v), None))
+    """--points (a file, stdin, Parquet) and --at grids: the rows, read chunk by chunk, through
+    :func:`_run_chunks` (the tape and the oracle are built once)."""
+    bk = job.bk
     defaults = {k: bk.scalar(v) for k, v in at.items() if k in variables}
-    expected = None
-    if expect is not None:  # d: one value; the others: every entry, row-major (checked by _expected)
-        expected = bk.scalar(expect) if job.command.kind == "scalar" else [bk.scalar(e) for e in expect]
     parquet = isinstance(points, str) and _is_parquet(points)  # issue 13: a file, directory or glob
     stream, ours = _open_points(points) if isinstance(points, str) and not parquet else (None, False)
-    failed_rows, notes, bad_rows, replaced = 0, 0, 0, 0
-    first_error: tuple[Any, Any] | None = None
-    skipped: dict[str, list[Any]] = {}
     try:
         if parquet:
             from .parquet import ParquetReader
@@ -513,24 +482,66 @@ def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str],
 
             reader = GridReader(points, variables, defaults, bk)
         else:
+            from .points import PointsReader
+
             reader = PointsReader(stream, variables, defaults, bk, name=points)
         if hasattr(renderer, "inputs"):  # --output: the sink copies the input's columns of each chunk
             renderer.inputs = reader
-        with _progress(reader, renderer) as advance:
-            for chunk in reader:
+        return _run_chunks(job, reader, renderer, expect=expect, many=True,
+                           where=reader.where if parquet else None)
+    finally:
+        if ours:
+            stream.close()
+
+
+def _run_chunks(job: Any, chunks: Any, renderer: Any, *, expect: Any = None, many: bool = False,
+                where: Callable[[Any], str] | None = None) -> int:
+    """The one run loop of d, grad, hessian, jacobian and taylor: each chunk of points is evaluated
+    (:func:`gradcli.commands.evaluate_block`), written, and its findings reported; returns the exit code.
+
+    One point (``at``) is one chunk: a value outside the domain is an error before anything is written
+    (exit 3), and the point's notes are its own. Over many points (``many``: --points, grids) every row is
+    written, in input order, a row outside the domain as nan (JSON: null with "error"); at the end: exit
+    3 naming the first such row (by line, or by ``where(line)``: a Parquet file and row), else exit 1 if a
+    row failed the check or --expect (the first few named on stderr as they come). A bad input row stops
+    the run (exit 2) after every earlier row has been written.
+    """
+    from .commands import evaluate_block
+    from .render import number, waiting
+
+    bk, tol = job.bk, job.tol
+    fmt_number = (lambda v: number(v, job.digits)) if job.digits else (lambda v: number(float(v), None))
+    expected = None
+    if expect is not None and many:  # d: one value; the others: every entry, row-major (checked by _expected)
+        expected = bk.scalar(expect) if job.command.kind == "scalar" else [bk.scalar(e) for e in expect]
+    failed_rows, notes, bad_rows, replaced = 0, 0, 0, 0
+    written: list[Any] = []  # one point's rows, reported once they are written
+    first_error: tuple[Any, Any] | None = None
+    skipped: dict[str, list[Any]] = {}
+    try:
+        with _progress(chunks, renderer) as advance:
+            for chunk in chunks:
+                if not many:  # one point: "checking…" on a terminal after half a second
+                    with waiting():
+                        block = evaluate_block(job, chunk)
+                    for i in np.flatnonzero(block.bad)[:1]:
+                        raise block.error(int(i))
+                    point_rows = [block.row(i) for i in range(chunk.size)]
+                    for row in point_rows:
+                        renderer.row(row)
+                    written += point_rows
+                    continue
                 block = evaluate_block(job, chunk)
                 renderer.block(block)
                 advance()
                 if first_error is None and block.bad.any():
                     first = int(np.argmax(block.bad))
-                    first_error = (chunk.lines[first], block.error(first))
-                    if parquet:  # named by file and row
-                        first_error = (reader.where(chunk.lines[first]), first_error[1])
+                    line = chunk.lines[first]
+                    first_error = (where(line) if where is not None else line, block.error(first))
                 bad_rows += int(block.bad.sum())
                 _skipped_checks(block, skipped)
                 failed = block.check_failed
-                uncertified = block.uncertified
-                failed[uncertified] = True  # no ball proved these values (exit 1, named below)
+                failed[block.uncertified] = True  # no ball proved these values (exit 1, named below)
                 replaced += sum(1 for row in block.certs.values() if any(c.replaced for c in row))
                 for i in np.flatnonzero(failed)[: max(_MAX_ROW_NOTES - notes, 0)]:
                     _report_checks(block.row(int(i)), tol, fmt_number)
@@ -551,9 +562,11 @@ def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str],
         if hasattr(renderer, "abort"):  # --output: a run that stops early leaves no file
             renderer.abort()
         raise
-    finally:
-        if ours:
-            stream.close()
+    status = 0
+    for row in written:
+        status = max(status, _report_checks(row, tol, fmt_number))
+        if expect is not None:
+            status = max(status, _expect_status(job, row.value, expect))
     if failed_rows > notes:
         _note(f"{failed_rows} rows failed the check or --expect in all (the first {notes} are named above)")
     if replaced:
@@ -566,7 +579,7 @@ def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str],
         line, exc = first_error
         more = f" ({bad_rows} such rows in all)" if bad_rows > 1 else ""
         raise NotFinite(f"{line if isinstance(line, str) else f'line {line}'}: {exc.message}{more}")
-    return 1 if failed_rows else 0
+    return max(status, 1 if failed_rows else 0)
 
 
 def _is_parquet(points: str) -> bool:
