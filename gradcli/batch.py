@@ -135,6 +135,7 @@ class _Trace:
         self.nslots = 0
         self.var_names: dict[int, str] = {}  # input slots: the variables
         self.widths: list[int] = []  # per slot: 1 (one value per point), or n (stacked directions)
+        self.negated: dict[int, Value] = {}  # slot of an instruction neg(a) -> a
 
     def variable(self, name: str) -> _Sym:
         s = self.slot(1)
@@ -168,6 +169,9 @@ class _Trace:
             return args[0]
         if name == "pow" and dict(ps).get("p") == 0:  # x^0 = 1 even for nan and inf (IEEE pow)
             return 1.0
+        folded = self._fold_negation(name, args, params)
+        if folded is not None:
+            return folded
         key = (name, tuple(_key(a) for a in args), ps)
         found = self.memo.get(key)
         if found is not None:
@@ -175,7 +179,31 @@ class _Trace:
         out = self.slot(max(self.width(a) for a in args))
         self.instrs.append((prim, out.id, args, ps))
         self.memo[key] = out
+        if name == "neg":
+            self.negated[out.id] = args[0]
         return out
+
+    def _fold_negation(self, name: str, args: tuple[Value, ...], params: dict[str, Any] | None) -> Value | None:
+        """Negations moved out of products and into sums and differences, where they cost nothing (a
+        reverse sweep makes many: cos' = -sin, d(a - b)/db = -g). Every rewrite is exact in IEEE
+        arithmetic, signed zeros and nan included: negation is exact and rounding is symmetric, and
+        a - b is defined as a + (-b). (-a) - b = -(a + b) is not (+0 against -0 when a = -b), so it
+        is not used; a negation nothing absorbs stays an instruction, dropped if no one reads it."""
+        neg = [self.negated.get(a.id) if isinstance(a, _Sym) else None for a in args]
+        if name == "neg" and neg[0] is not None:  # -(-a) = a
+            return neg[0]
+        if name in ("mul", "div") and (neg[0] is not None or neg[1] is not None):
+            a, b = (args[0] if neg[0] is None else neg[0]), (args[1] if neg[1] is None else neg[1])
+            if neg[0] is not None and neg[1] is not None:  # (-a)(-b) = ab
+                return self.emit(name, (a, b), params)
+            return self.emit("neg", (self.emit(name, (a, b), params),))  # (-a) b = a (-b) = -(ab)
+        if name == "add" and neg[1] is not None:  # a + (-b) = a - b
+            return self.emit("sub", (args[0], neg[1]))
+        if name == "add" and neg[0] is not None:  # (-a) + b = b - a
+            return self.emit("sub", (args[1], neg[0]))
+        if name == "sub" and neg[1] is not None:  # a - (-b) = a + b
+            return self.emit("add", (args[0], neg[1]))
+        return None
 
 
 def _namespace(apply: Callable[..., Any]) -> SimpleNamespace:
