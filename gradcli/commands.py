@@ -112,6 +112,7 @@ class Command:
         return [f"d_{w}" for w in job.wrt]
 
     def entries(self, job: Job) -> list[Entry]:
+        """Every derivative computed per point, row-major: what the check compares, entry by entry."""
         raise NotImplementedError
 
     def groups(self, job: Job) -> list[Group]:
