@@ -1,22 +1,28 @@
 """Rows per second over generated Parquet: one process versus a Dask LocalCluster of 1 and 2 workers (issue 13).
 
-    python bench/bench_dask.py                   # 2x10^7 rows (about 320 MB of Parquet in a temporary directory)
-    python bench/bench_dask.py --rows 2000000    # scaled down
+    python bench/bench_dask.py                       # 4x10^6 rows: a few minutes on the 2-core CI machine
+    python bench/bench_dask.py --rows 20000000       # the issue's size (2x10^7 rows, about 360 MB of Parquet)
+    python bench/bench_dask.py --sinks dir,file      # also --output FILE.parquet (every row through the client)
 
-Every configuration runs the same job: read the Parquet rows, evaluate (float64 engines, ball-arithmetic
-certification, the symbolic check) and build the result table of each chunk (:func:`gradcli.parquet.results_frame`).
-One process is the CLI's loop (ParquetReader -> evaluate_block -> results_frame) in a child process, with
-GRADCLI_THREADS=1 (one core: the baseline) and with every core (gradcli.batch's thread pool); the cluster runs
-the CLI's ``--dask`` graph (:func:`gradcli.dask.piece_table`: one task per piece of a file, which reads the rows
-with pyarrow and evaluates them on the worker) and counts the rows of each result table on the workers (as a
-``to_parquet`` on the workers would keep them there), one single-threaded worker process per core, started
-with :data:`gradcli.dask.WORKER_ENV`. Times exclude starting the cluster and importing gradcli (both warmed
-first). The configurations run in interleaved rounds (``--repeats``) and each keeps its best round, since
-other processes may load the machine; the load average is printed. ``vs p1``: rows/s over one process with
-one thread; ``per core``: that ratio per worker (or thread), 1.00x when a worker loses nothing to Dask.
-``rows/CPU-s``: rows over the CPU time the process (or the workers, summed) spent in the timed part: its
-ratio to one process is the per-core efficiency even on a machine that others load. Peak
-RSS: each process's ru_maxrss, which includes Python, numpy, sympy and pandas.
+Every configuration runs the CLI itself (``gradcli.cli.main``) on the same files: ``COMMAND EXPR --wrt ...
+--points DIR --output OUT``, which reads the rows, evaluates them (float64 engines, ball-arithmetic
+certification, the symbolic check) and writes the result table:
+
+- ``p1``: one process with GRADCLI_THREADS=1 (one core: the fair baseline for scaling); ``pN``: one process
+  with gradcli's thread pool on every core (what a user gets by default). Each in a fresh child process.
+- ``w1``, ``w2``: ``--dask ADDRESS`` on a LocalCluster of 1 or 2 single-threaded worker processes (started
+  with :data:`gradcli.dask.WORKER_ENV`, as ``--dask`` without an address starts them), the client in this
+  process.
+
+Sinks: ``dir`` is ``--output OUT/`` (a directory of Parquet files: with --dask each worker writes its own
+pieces, no row passes through the client); ``file`` is ``--output OUT.parquet`` (one file: every row passes
+through the one process that writes it). Times exclude starting processes, importing gradcli and
+preparing the job (each configuration is warmed on a small file first). Configurations run in interleaved
+rounds (``--repeats``) and each keeps its best round, since other tenants load the machine; the load average
+is printed with every round. ``vs p1``: rows/s over one process with one thread. ``rows/CPU-s``: rows over the
+CPU time of every process involved (the child; or the client with its scheduler plus the workers), so its
+ratio to p1 is the per-core efficiency whatever else runs on the machine. Peak RSS: each process's ru_maxrss
+(Python, numpy, sympy, pandas, pyarrow included; client first, then the workers).
 """
 
 from __future__ import annotations
@@ -25,13 +31,15 @@ import argparse
 import multiprocessing
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-JOBS = {"d": ("x*exp(-y)*sin(x*y)+log(1+x^2)", ("x",)), "hessian": ("x*exp(-y)*sin(x*y)+log(1+x^2)", ("x", "y"))}
+EXPR = "x*exp(-y)*sin(x*y)+log(1+x^2)"
+JOBS = {"d": ["d", EXPR, "--wrt", "x"], "hessian": ["hessian", EXPR, "--wrt", "x,y"]}
 
 
 def generate(directory: str, rows: int, files: int) -> None:
@@ -48,78 +56,79 @@ def generate(directory: str, rows: int, files: int) -> None:
                        os.path.join(directory, f"part-{k:03d}.parquet"), row_group_size=1 << 18)
 
 
-def _job(command: str):
-    from gradcli import ops
-    from gradcli.commands import Job
-    from gradcli.derive import prepare
-
-    expr, wrt = JOBS[command]
-    return Job(command, (prepare(expr),), wrt, ops.F64)
-
-
-def _one_process(directory: str, command: str, threads: str, queue) -> None:
-    os.environ["GRADCLI_THREADS"] = threads
-    from gradcli.commands import evaluate_block
-    from gradcli.parquet import ParquetReader, results_frame
-
-    job = _job(command)
-    for chunk in ParquetReader(directory, ["x", "y"], {}):  # warm: imports, the tape, the oracle
-        evaluate_block(job, chunk)
-        break
-    cpu0 = _cpu(resource.getrusage(resource.RUSAGE_SELF))
-    t0 = time.perf_counter()
-    rows = 0
-    for chunk in ParquetReader(directory, ["x", "y"], {}):
-        rows += len(results_frame(evaluate_block(job, chunk)))
-    seconds = time.perf_counter() - t0
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    queue.put((rows, seconds, _cpu(usage) - cpu0, usage.ru_maxrss))
-
-
 def _cpu(usage) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def one_process(directory: str, command: str, threads: int) -> tuple[int, float, float, list[int]]:
+def _argv(command: str, points: str, out: str, extra: list[str]) -> list[str]:
+    return [*JOBS[command], "--points", points, "--output", out, *extra]
+
+
+def _fresh(out: str) -> None:
+    """No output left from an earlier run (a dataset directory must not exist)."""
+    if out.endswith("/"):
+        shutil.rmtree(out, ignore_errors=True)
+    elif os.path.exists(out):
+        os.unlink(out)
+
+
+def _one_process(argv: list[str], warm: list[str], threads: str, queue) -> None:
+    os.environ["GRADCLI_THREADS"] = threads
+    from gradcli.cli import main
+
+    _fresh(warm[warm.index("--output") + 1])
+    assert main(warm) == 0  # imports, the parsed job, sympy's derivative
+    _fresh(argv[argv.index("--output") + 1])
+    cpu0 = _cpu(resource.getrusage(resource.RUSAGE_SELF))
+    t0 = time.perf_counter()
+    code = main(argv)
+    seconds = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    queue.put((code, seconds, _cpu(usage) - cpu0, [usage.ru_maxrss]))
+
+
+def one_process(argv: list[str], warm: list[str], threads: int) -> tuple[int, float, float, list[int]]:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    p = ctx.Process(target=_one_process, args=(directory, command, str(threads), queue))
+    p = ctx.Process(target=_one_process, args=(argv, warm, str(threads), queue))
     p.start()
-    rows, seconds, cpu, rss = queue.get()
+    result = queue.get()
     p.join()
-    return rows, seconds, cpu, [rss]
+    return result
 
 
-def _warm(spec) -> int:
-    """Import gradcli and prepare the job (parse, tape, the sympy oracle) on a worker, as one process is warmed."""
-    import pandas as pd
+class Cluster:
+    """A LocalCluster as ``--dask`` starts one (single-threaded worker processes, WORKER_ENV), kept for a round."""
 
-    from gradcli.dask import evaluate_partition
+    def __init__(self, workers: int) -> None:
+        import distributed
 
-    evaluate_partition(pd.DataFrame({"x": np.linspace(0.5, 1.5, 100), "y": np.linspace(-0.5, 0.5, 100)}), spec)
-    return os.getpid()
+        from gradcli.dask import WORKER_ENV
 
+        self.cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                dashboard_address=":0", silence_logs=50, env=dict(WORKER_ENV))
+        self.client = distributed.Client(self.cluster)
 
-def cluster(directory: str, command: str, workers: int) -> tuple[int, float, float, list[int]]:
-    """The CLI's --dask path: one task per piece (read with pyarrow and evaluate on the worker), counted there."""
-    import distributed
+    def run(self, argv: list[str], warm: list[str]) -> tuple[int, float, float, list[int]]:
+        from gradcli.cli import main
 
-    from gradcli.dask import WORKER_ENV, JobSpec, piece_table
-    from gradcli.parquet import pieces
-
-    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                  silence_logs=50, env=dict(WORKER_ENV)) as lc, distributed.Client(lc) as client:
-        spec = JobSpec.of(_job(command), ["x", "y"])
-        client.run(_warm, spec)
-        result = piece_table(spec, pieces(directory, ["x", "y"], keep_columns=False))
-        before = client.run(resource.getrusage, resource.RUSAGE_SELF)
+        address = ["--dask", self.cluster.scheduler_address]
+        _fresh(warm[warm.index("--output") + 1])
+        assert main([*warm, *address]) == 0
+        _fresh(argv[argv.index("--output") + 1])
+        before = self.client.run(resource.getrusage, resource.RUSAGE_SELF)
+        me0 = _cpu(resource.getrusage(resource.RUSAGE_SELF))
         t0 = time.perf_counter()
-        rows = int(result.map_partitions(len).sum().compute())
+        code = main([*argv, *address])
         seconds = time.perf_counter() - t0
-        after = client.run(resource.getrusage, resource.RUSAGE_SELF)
-        cpu = sum(_cpu(after[w]) - _cpu(before[w]) for w in after)
-        rss = [r.ru_maxrss for r in after.values()]
-    return rows, seconds, cpu, rss
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        after = self.client.run(resource.getrusage, resource.RUSAGE_SELF)
+        cpu = _cpu(me) - me0 + sum(_cpu(after[w]) - _cpu(before[w]) for w in after)
+        return code, seconds, cpu, [me.ru_maxrss] + [r.ru_maxrss for r in after.values()]
+
+    def close(self) -> None:
+        self.client.close()
+        self.cluster.close()
 
 
 def _load() -> str:
@@ -128,10 +137,11 @@ def _load() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=float, default=2e7)
+    parser.add_argument("--rows", type=float, default=4e6, help="rows of generated Parquet (the issue's: 2e7)")
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--commands", default="d,hessian")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; each configuration's best round is kept")
+    parser.add_argument("--sinks", default="dir", help="dir: --output OUT/ (workers write); file: OUT.parquet")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds; each configuration's best round is kept")
     parser.add_argument("--configs", default="p1,pN,w1,w2",
                         help="p1: one process, 1 thread; pN: one process, every core; w1, w2: LocalCluster workers")
     parser.add_argument("--dir", default=None, help="where to write the Parquet data (default: a temporary one)")
@@ -141,38 +151,53 @@ def main() -> None:
     known = {"p1": ("one process, 1 thread", 0, 1), "pN": (f"one process, {cores} threads", 0, cores),
              "w1": ("LocalCluster 1 worker", 1, 1), "w2": ("LocalCluster 2 workers", 2, 1)}
     configs = [known[c] for c in args.configs.split(",")]
-    with tempfile.TemporaryDirectory(dir=args.dir) as directory:
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        data, small = os.path.join(tmp, "data"), os.path.join(tmp, "small")
+        os.mkdir(data)
+        os.mkdir(small)
         t0 = time.perf_counter()
-        generate(directory, rows, args.files)
-        size = sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory))
-        print(f"{rows:,} rows in {args.files} Parquet files ({size / 1e6:.0f} MB), generated in "
-              f"{time.perf_counter() - t0:.1f} s; {cores} cores; load average {_load()}", flush=True)
+        generate(data, rows, args.files)
+        generate(small, 140_000, 2)  # the warm-up: full chunks (65,536 rows), which take other paths than small ones
+        size = sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data))
+        print(f"{rows:,} rows in {args.files} Parquet files ({size / 1e6:.0f} MB, {size / rows:.1f} bytes/row), "
+              f"generated in {time.perf_counter() - t0:.1f} s; {cores} cores; load average {_load()}", flush=True)
         for command in args.commands.split(","):
-            best: dict[str, tuple[float, float, list[int]]] = {}
-            per_cpu: dict[str, float] = {}
-            for rnd in range(args.repeats):  # interleaved rounds: a burst of load from elsewhere hits every one
-                for name, workers, threads in configs:
-                    if workers:
-                        n, seconds, cpu, rss = cluster(directory, command, workers)
-                    else:
-                        n, seconds, cpu, rss = one_process(directory, command, threads)
-                    assert n == rows, (n, rows)
-                    per_cpu[name] = max(per_cpu.get(name, 0.0), n / cpu)
-                    print(f"  round {rnd + 1} {command:<8} {name:<24} {n / seconds:>12,.0f} rows/s "
-                          f"{n / cpu:>12,.0f} rows/CPU-s  (load {_load()})", flush=True)
-                    if name not in best or n / seconds > best[name][0]:
-                        best[name] = (n / seconds, seconds, rss)
-            base = best.get(known["p1"][0], (None,))[0]
-            cpu_base = per_cpu.get(known["p1"][0])
-            print(f"{'job':<9} {'configuration':<24} {'rows/s':>12} {'seconds':>9} {'vs p1':>7} {'per core':>9} "
-                  f"{'rows/CPU-s':>11} {'vs p1':>6}  peak RSS per process (MB)")
-            for name, workers, threads in configs:
-                rate, seconds, rss = best[name]
-                ratio = rate / base if base else float("nan")
-                mb = ", ".join(f"{r / 1024:.0f}" for r in rss)
-                eff = per_cpu[name] / cpu_base if cpu_base else float("nan")
-                print(f"{command:<9} {name:<24} {rate:>12,.0f} {seconds:>9.2f} {ratio:>6.2f}x "
-                      f"{ratio / (workers or threads):>8.2f}x {per_cpu[name]:>11,.0f} {eff:>5.2f}x  {mb}", flush=True)
+            for sink in args.sinks.split(","):
+                out = os.path.join(tmp, "out/" if sink == "dir" else "out.parquet")
+                warm_out = os.path.join(tmp, "warm/" if sink == "dir" else "warm.parquet")
+                argv, warm = _argv(command, data, out, []), _argv(command, small, warm_out, [])
+                best: dict[str, tuple[float, float, list[int]]] = {}
+                per_cpu: dict[str, float] = {}
+                for rnd in range(args.repeats):  # interleaved rounds: a burst of load elsewhere hits every one
+                    for name, workers, threads in configs:
+                        if workers:
+                            cluster = Cluster(workers)
+                            try:
+                                code, seconds, cpu, rss = cluster.run(argv, warm)
+                            finally:
+                                cluster.close()
+                        else:
+                            code, seconds, cpu, rss = one_process(argv, warm, threads)
+                        assert code == 0, (name, code)
+                        written = os.path.getsize(out) if os.path.isfile(out) else sum(
+                            os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+                        per_cpu[name] = max(per_cpu.get(name, 0.0), rows / cpu)
+                        print(f"  round {rnd + 1} {command:<8} {sink:<5} {name:<24} {rows / seconds:>12,.0f} rows/s "
+                              f"{rows / cpu:>12,.0f} rows/CPU-s  {seconds:6.2f} s  output {written / rows:.1f} "
+                              f"bytes/row  (load {_load()})", flush=True)
+                        if name not in best or rows / seconds > best[name][0]:
+                            best[name] = (rows / seconds, seconds, rss)
+                base = best.get(known["p1"][0], (None,))[0]
+                cpu_base = per_cpu.get(known["p1"][0])
+                print(f"{'job':<8} {'sink':<5} {'configuration':<24} {'rows/s':>12} {'seconds':>8} {'vs p1':>6} "
+                      f"{'rows/CPU-s':>11} {'vs p1':>6}  peak RSS per process (MB; client first)")
+                for name, _, _ in configs:
+                    rate, seconds, rss = best[name]
+                    ratio = rate / base if base else float("nan")
+                    eff = per_cpu[name] / cpu_base if cpu_base else float("nan")
+                    mb = ", ".join(f"{r / 1024:.0f}" for r in rss)
+                    print(f"{command:<8} {sink:<5} {name:<24} {rate:>12,.0f} {seconds:>8.2f} {ratio:>5.2f}x "
+                          f"{per_cpu[name]:>11,.0f} {eff:>5.2f}x  {mb}", flush=True)
 
 
 if __name__ == "__main__":

@@ -366,7 +366,7 @@ def run_cluster_job(job: Any, points: str, at: dict[str, Any], variables: list[s
 
     Each piece of a file is one task (:func:`run_piece`), which reads, evaluates and formats its rows on the
     worker: what comes back is the text for stdout, or a pyarrow table for ``output``, and the piece's
-    :class:`Findings`. At most a few pieces per worker thread are in flight, so memory stays flat on the
+    :class:`Findings`. At most two pieces per worker thread are in flight, so memory stays flat on the
     workers and here however many rows there are. ``progress(done, total)`` is called as pieces finish."""
     distributed = require("distributed")
     spec = JobSpec.of(job, variables, {k: job.bk.scalar(v) for k, v in at.items()}, expect=expect)
@@ -380,7 +380,7 @@ def run_cluster_job(job: Any, points: str, at: dict[str, Any], variables: list[s
         with ExitStack() as stack:
             client = client or connect(address, stack)
             run = uuid.uuid4().hex[:12]
-            window = max(4, 3 * sum(client.nthreads().values()))
+            window = 2 * max(sum(client.nthreads().values()), 1)  # each thread busy while one result waits
             pending = distributed.as_completed()
 
             def submit(i: int) -> None:
