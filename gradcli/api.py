@@ -19,7 +19,7 @@ import sympy
 from . import ops
 from .check import CheckResult
 from .derive import Prepared, point_arrays, prepare, resolve_point, resolve_wrt
-from .errors import InputError, NotFinite, Uncertified
+from .errors import GradcliError, InputError, NotFinite, Uncertified, for_api
 
 __all__ = ["derivative", "gradient", "hessian", "jacobian", "taylor", "compile", "Compiled", "MAX_DIGITS"]
 
@@ -103,6 +103,20 @@ def _job(command: str, preps: list[Prepared], names: list[str], bk: ops.Backend,
                check_timeout=check_timeout, order=order, engine=engine)
 
 
+def _reports(fn: Any) -> Any:
+    """A public function whose errors name its parameters (``at``), not the CLI's options (``--at``)."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except GradcliError as exc:
+            for_api(exc)
+            raise
+
+    return call
+
+
 def _unwrap(values: np.ndarray, scalar: bool) -> Any:
     if scalar:
         v = values[0]
@@ -112,6 +126,7 @@ def _unwrap(values: np.ndarray, scalar: bool) -> Any:
     return values
 
 
+@_reports
 def derivative(
     expr: str,
     wrt: str | list[str] | None = None,
@@ -219,6 +234,7 @@ class Compiled:
         return taylor(self.prep, var, order, at, **kw)
 
 
+@_reports
 def compile(expr: str) -> Compiled:  # noqa: A001 - the public name the contract gives
     """Parse (safely) and lower ``expr`` once, for repeated calls of the same expression.
 
@@ -244,6 +260,7 @@ def _names(command: str, preps: list[Prepared], wrt: Any) -> list[str]:
     return COMMANDS[command].names(preps, wrt)[0]
 
 
+@_reports
 def gradient(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None,
              tol: float = 1e-8) -> Any:
     """The gradient, variables sorted by name unless ``wrt`` orders them (one reverse sweep), certified.
@@ -259,6 +276,7 @@ def gradient(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, 
         return _unwrap(block.values, _is_scalar_point(at))
 
 
+@_reports
 def hessian(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None,
             tol: float = 1e-8) -> Any:
     """The Hessian matrix, variables sorted by name unless ``wrt`` orders them, certified.
@@ -277,6 +295,7 @@ def hessian(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, *
         return _unwrap(block.values, _is_scalar_point(at))
 
 
+@_reports
 def jacobian(
     exprs: list[str], at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None,
     tol: float = 1e-8,
@@ -302,6 +321,7 @@ def jacobian(
         return _unwrap(block.values, _is_scalar_point(at))
 
 
+@_reports
 def taylor(expr: str, var: str, order: int, at: dict[str, Any], *, digits: int | None = None,
            tol: float = 1e-8) -> Any:
     """Derivatives f(A), f'(A), ..., f^(N)(A) and Taylor coefficients f^(k)(A)/k!, as two arrays.

@@ -6,7 +6,7 @@ This module imports nothing from the CLI (no click, no rich): library code raise
 
 from __future__ import annotations
 
-__all__ = ["GradcliError", "InputError", "CheckMismatch", "NotFinite", "IOFault", "Uncertified"]
+__all__ = ["GradcliError", "InputError", "CheckMismatch", "NotFinite", "IOFault", "Uncertified", "for_api"]
 
 
 class GradcliError(Exception):
@@ -20,6 +20,24 @@ class GradcliError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+#: The CLI's spelling of what the Python API calls by its parameter names (see :func:`for_api`).
+_CLI_WORDS = (("--check-timeout", "check_timeout"), ("--wrt", "wrt"), ("--at", "at"), ("--digits", "digits"),
+              ("--tol", "tol"), ("--order", "order"), ("EXPR", "the expression"))
+
+
+def for_api(exc: GradcliError) -> GradcliError:
+    """``exc`` as the Python API reports it: library messages are written for the command line (``--at
+    names 'z'``); the API names its own parameters instead (``at names 'z'``). Changes ``exc`` in place."""
+    import re
+
+    message = exc.message
+    for cli, api in _CLI_WORDS:
+        message = re.sub(rf"(?<![\w-]){re.escape(cli)}(?![\w-])", api, message)
+    exc.message = message
+    exc.args = (message,)
+    return exc
 
 
 class InputError(GradcliError):

@@ -290,3 +290,29 @@ def test_plain_calls_reuse_the_parsed_expression() -> None:
         gradcli.derivative("sin(x)*x", at={"x": 1})
     info = api._prepare_text.cache_info()
     assert info.misses == 1 and info.hits == 2
+
+
+# ---- the API names its own parameters in errors, never the CLI's options (issue 10) ---------------------
+@pytest.mark.parametrize(
+    ("call", "says"),
+    [
+        (lambda: gradcli.derivative("x*y", at={"x": 1, "y": 2}), "wrt is required: the expression has 2 variables"),
+        (lambda: gradcli.derivative("x", wrt="x", at={"z": 1}), "at names 'z', which is neither in the expression"),
+        (lambda: gradcli.gradient("x*y", at={"x": 1}), "at is missing a value for 'y'"),
+        (lambda: gradcli.derivative("x", wrt="x:0", at={"x": 1}), "wrt: the order in 'x:0'"),
+        (lambda: gradcli.hessian("x*y", at={"x": 1, "y": 2}, wrt="x,x"), "wrt lists a variable twice"),
+        (lambda: gradcli.compile("x*").derivative(at={"x": 1}), ""),
+    ],
+)
+def test_api_errors_name_its_parameters_not_cli_options(call, says: str) -> None:
+    with pytest.raises(gradcli.InputError) as info:
+        call()
+    message = str(info.value)
+    assert says in message and "--" not in message and "EXPR" not in message
+
+
+def test_the_cli_still_names_its_options(capsys) -> None:
+    from conftest import run
+
+    code, _, err = run(capsys, "d", "x*y", "--at", "x=1,y=2")
+    assert code == 2 and "--wrt is required: EXPR has 2 variables" in err
