@@ -23,7 +23,8 @@ class GradcliError(Exception):
 
 
 #: The CLI's spelling of what the Python API calls by its parameter names (see :func:`for_api`).
-_CLI_WORDS = (("--check-timeout", "check_timeout"), ("--wrt", "wrt"), ("--at", "at"), ("--digits", "digits"),
+_CLI_WORDS = (("--check-timeout", "check_timeout"), ("--wrt", "wrt"), ("--at", "at"), ("--digits N", "digits=N"),
+              ("--digits", "digits"),
               ("--tol", "tol"), ("--order", "order"), ("EXPR", "the expression"))
 
 

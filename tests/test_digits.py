@@ -191,7 +191,7 @@ def test_taylor_overflow_in_float64_exits_3(capsys) -> None:
 def test_api_overflow_raises_not_finite_with_code_3() -> None:
     with pytest.raises(gradcli.GradcliError) as info:
         gradcli.derivative("exp(2*x)", wrt="x:1100", at={"x": 1})
-    assert info.value.exit_code == 3 and "--digits" in str(info.value)
+    assert info.value.exit_code == 3 and "digits=N" in str(info.value) and "--" not in str(info.value)
 
 
 @pytest.mark.skipif(shutil.which("gradcli") is None, reason="the gradcli executable is not installed")
