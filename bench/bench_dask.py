@@ -21,8 +21,8 @@ preparing the job (each configuration is warmed on a small file first). Configur
 rounds (``--repeats``) and each keeps its best round, since other tenants load the machine; the load average
 is printed with every round. ``vs p1``: rows/s over one process with one thread. ``rows/CPU-s``: rows over the
 CPU time of every process involved (the child; or the client with its scheduler plus the workers), so its
-ratio to p1 is the per-core efficiency whatever else runs on the machine. Peak RSS: each process's ru_maxrss
-(Python, numpy, sympy, pandas, pyarrow included; client first, then the workers).
+ratio to p1 is the per-core efficiency whatever else runs on the machine. Peak RSS: each process's VmHWM
+during the timed run (Python, numpy, sympy, pandas, pyarrow included; client first, then the workers).
 """
 
 from __future__ import annotations
@@ -60,6 +60,24 @@ def _cpu(usage) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _peak_kb() -> int:
+    """This process's peak RSS (VmHWM, which a fork and an exec do not inherit, unlike ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _reset_peak() -> None:
+    """Start VmHWM again from the current RSS (Linux: 5 to clear_refs), so a peak is this run's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def _argv(command: str, points: str, out: str, extra: list[str]) -> list[str]:
     return [*JOBS[command], "--points", points, "--output", out, *extra]
 
@@ -79,12 +97,13 @@ def _one_process(argv: list[str], warm: list[str], threads: str, queue) -> None:
     _fresh(warm[warm.index("--output") + 1])
     assert main(warm) == 0  # imports, the parsed job, sympy's derivative
     _fresh(argv[argv.index("--output") + 1])
+    _reset_peak()
     cpu0 = _cpu(resource.getrusage(resource.RUSAGE_SELF))
     t0 = time.perf_counter()
     code = main(argv)
     seconds = time.perf_counter() - t0
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    queue.put((code, seconds, _cpu(usage) - cpu0, [usage.ru_maxrss]))
+    queue.put((code, seconds, _cpu(usage) - cpu0, [_peak_kb()]))
 
 
 def one_process(argv: list[str], warm: list[str], threads: int) -> tuple[int, float, float, list[int]]:
@@ -116,6 +135,8 @@ class Cluster:
         _fresh(warm[warm.index("--output") + 1])
         assert main([*warm, *address]) == 0
         _fresh(argv[argv.index("--output") + 1])
+        _reset_peak()
+        self.client.run(_reset_peak)
         before = self.client.run(resource.getrusage, resource.RUSAGE_SELF)
         me0 = _cpu(resource.getrusage(resource.RUSAGE_SELF))
         t0 = time.perf_counter()
@@ -124,7 +145,7 @@ class Cluster:
         me = resource.getrusage(resource.RUSAGE_SELF)
         after = self.client.run(resource.getrusage, resource.RUSAGE_SELF)
         cpu = _cpu(me) - me0 + sum(_cpu(after[w]) - _cpu(before[w]) for w in after)
-        return code, seconds, cpu, [me.ru_maxrss] + [r.ru_maxrss for r in after.values()]
+        return code, seconds, cpu, [_peak_kb(), *self.client.run(_peak_kb).values()]
 
     def close(self) -> None:
         self.client.close()

@@ -2,14 +2,17 @@
 
 Each partition runs the one evaluation path (:func:`gradcli.commands.evaluate_block`: float64 engines, ball
 arithmetic certification, the symbolic check) on a worker, over chunks of :data:`~gradcli.parquet.BATCH_ROWS`
-rows, and returns the table :func:`gradcli.parquet.results_frame` makes: so a cluster's rows equal one
-process's rows.
+rows, so a cluster's rows equal one process's rows. The CLI's ``--dask`` (:func:`run_cluster_job`) sends one
+task per piece of a Parquet file (:func:`run_piece`), which reads, evaluates and formats the piece's rows on
+the worker: back come the lines one process writes for them (or their Arrow table, or nothing when the worker
+writes ``--output DIR/`` itself) and their :class:`Findings` for stderr. The lazy API maps
+:func:`evaluate_partition` over any dask dataframe.
 
 What is sent to the workers is a :class:`JobSpec`: the expression TEXT, the variable names and the options
 (numbers and strings), never a parsed expression, a tape or pickled code from the client. Each worker parses
 the text itself with gradcli's parser (the same whitelist as the CLI) and keeps the prepared job for later
-partitions. Functions travel by reference (``gradcli.dask.evaluate_partition``), so gradcli must be installed
-on the workers.
+partitions. Functions travel by reference (``gradcli.dask.run_piece``), so gradcli must be installed on the
+workers.
 
 The Python API returns lazy dask objects::
 
@@ -365,9 +368,10 @@ def run_cluster_job(job: Any, points: str, at: dict[str, Any], variables: list[s
     writing).
 
     Each piece of a file is one task (:func:`run_piece`), which reads, evaluates and formats its rows on the
-    worker: what comes back is the text for stdout, or a pyarrow table for ``output``, and the piece's
-    :class:`Findings`. At most two pieces per worker thread are in flight, so memory stays flat on the
-    workers and here however many rows there are. ``progress(done, total)`` is called as pieces finish."""
+    worker: what comes back is the text for stdout, or a pyarrow table for an ``output`` file (nothing for an
+    ``output`` directory, whose files the workers write), and the piece's :class:`Findings`. At most two
+    pieces per worker thread are in flight, so memory stays flat on the workers and here however many rows
+    there are. ``progress(done, total)`` is called as pieces finish."""
     distributed = require("distributed")
     spec = JobSpec.of(job, variables, {k: job.bk.scalar(v) for k, v in at.items()}, expect=expect)
     parts = pieces(points, variables, keep_columns=output is not None)
@@ -400,7 +404,7 @@ def run_cluster_job(job: Any, points: str, at: dict[str, Any], variables: list[s
                 while next_i in finished:
                     piece = _result(futures.pop(next_i))
                     if sink is not None and piece.data is not None:
-                        sink.table(piece.data)
+                        sink.table(require("pyarrow").ipc.open_stream(piece.data).read_all())
                     elif sink is None and piece.data:
                         stdout.write(piece.data)
                         stdout.flush()
@@ -425,8 +429,9 @@ def run_cluster_job(job: Any, points: str, at: dict[str, Any], variables: list[s
 
 @dataclass(frozen=True, slots=True)
 class PieceResult:
-    """What a piece's task sends back: its rows (the text one process writes for them, or a pyarrow Table
-    for ``--output``) and what they tell stderr."""
+    """What a piece's task sends back: its rows (the text one process writes for them, or their table as
+    Arrow's IPC stream for ``--output FILE``; nothing when the worker wrote them to ``--output DIR/``) and
+    what they tell stderr."""
 
     rows: int
     data: Any
@@ -471,8 +476,18 @@ def run_piece(piece: Piece, spec: JobSpec, fmt: str, first: bool, out_file: str 
         if out_file is not None and data is not None and stop is None:
             write_part(data, out_file)
             data = None
-        return PieceResult(rows, data, findings, stop)
+        return PieceResult(rows, None if data is None else _ipc(data), findings, stop)
     return PieceResult(rows, _later_piece(text.getvalue(), fmt) if not first else text.getvalue(), findings, stop)
+
+
+def _ipc(table: Any) -> memoryview:
+    """A table as Arrow's IPC stream, the form it travels in: Dask pickles a pyarrow Table through a copy of
+    each column (4.7 s to fetch 4x10^6 rows of seven columns here, against 0.3 s for the stream's bytes)."""
+    pa = require("pyarrow")
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return memoryview(sink.getvalue())
 
 
 def _later_piece(text: str, fmt: str) -> str:
