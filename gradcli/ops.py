@@ -12,7 +12,9 @@ Each :class:`Primitive` holds, side by side,
                 so that the same rule runs on float64 and on mpmath numbers.
 
 :data:`FUNCTIONS` is the surface syntax built from the registry: the names EXPR may call. Adding a
-function (say ``erf``) means adding one entry to :data:`_ENTRIES` below.
+function (say ``erf``) means adding one entry to the list :data:`_E` below. The rules are written with
+:mod:`gradcli.series` (truncated power-series arithmetic) over a :mod:`gradcli.backend` (``Backend``,
+``F64`` and ``mp_backend`` are re-exported here).
 """
 
 from __future__ import annotations
@@ -28,65 +30,24 @@ import mpmath
 import numpy as np
 import sympy
 
+from .backend import F64, Backend, backend_of, mp_backend
 from .errors import InputError
+from .series import (
+    cauchy,
+    compose_known,
+    const_like,
+    div_series,
+    exp_series,
+    integrate,
+    ode_pair,
+    orders,
+    point_columns,
+    rsum,
+    series_length,
+    zeros_for,
+)
 
 __all__ = ["Primitive", "Function", "Backend", "F64", "mp_backend", "REGISTRY", "BY_SYMPY", "FUNCTIONS"]
-
-
-# ---- backends: float64 arrays, or object arrays of mpmath numbers ---------------------------------
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """How numbers are stored: ``float64`` numpy arrays, or object arrays of ``mpf`` at ``dps`` digits."""
-
-    name: str
-    dps: int = 0
-
-    @property
-    def is_mp(self) -> bool:
-        return self.name == "mp"
-
-    def kernel(self, prim: Primitive) -> Callable[..., Any]:
-        return prim.mp if self.is_mp else prim.f64
-
-    def call(self, prim: Primitive, *args: Any, **params: Any) -> Any:
-        """Apply ``prim``'s forward kernel of this backend."""
-        return self.kernel(prim)(*args, **params)
-
-    def scalar(self, value: Any) -> Any:
-        """A python/sympy number as this backend's scalar."""
-        if self.is_mp:
-            if isinstance(value, sympy.Basic):
-                return mpmath.mpf(sympy.N(value, self.dps + 10))
-            return mpmath.mpf(value)
-        return float(value)
-
-    def array(self, values: Any) -> np.ndarray:
-        """Convert numbers (or arrays of them) to this backend's array type."""
-        if self.is_mp:
-            arr = np.asarray(values, dtype=object)
-            return np.vectorize(self.scalar, otypes=[object])(arr) if arr.size else arr
-        return np.asarray(values, dtype=np.float64)
-
-    def zeros(self, shape: tuple[int, ...]) -> np.ndarray:
-        if self.is_mp:
-            out = np.empty(shape, dtype=object)
-            out.fill(mpmath.mpf(0))
-            return out
-        return np.zeros(shape)
-
-
-
-F64 = Backend("float64")
-
-
-def mp_backend(dps: int) -> Backend:
-    """The arbitrary-precision backend; the caller sets ``mpmath.mp.dps`` for the computation."""
-    return Backend("mp", dps)
-
-
-def backend_of(arr: Any) -> Backend:
-    a = np.asarray(arr)
-    return Backend("mp", mpmath.mp.dps) if a.dtype == object else F64
 
 
 # ---- kernels ---------------------------------------------------------------------------------------
@@ -284,199 +245,13 @@ def _mp_besselj(x: Any, nu: Any) -> Any:
     return _besselj_real(_bessel_order(nu, mp=True), x)
 
 
-# ---- series arithmetic (normalized coefficients, order axis first) ---------------------------------
-# The recurrences are sequential in k (c[k] needs c[0..k-1]), so each is a Python loop over k whose
-# body is a dot product. On one point (the common case) the loop runs on 1-D columns with np.dot; with
-# mpmath numbers (--digits) always point by point with mpmath.fdot, which multiplies exactly and
-# rounds the sum once (more accurate, and ~3x faster than numpy's elementwise object arithmetic);
-# several float64 points use the vectorised form. Every sum over an input series stops at that
-# series' last nonzero coefficient, so a linear argument (exp(2*x), 1+x^2) makes its rule O(K).
-def _zeros_for(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if a.dtype == object:
-        out = np.empty(shape, dtype=object)
-        out.fill(mpmath.mpf(0))
-        return out
-    return np.zeros(shape, dtype=np.float64)
-
-
-def _columns(*arrays: np.ndarray) -> list[tuple[np.ndarray, ...]] | None:
-    """Per-point 1-D column views of 2-D arrays of one shape, when the recurrences run point by point
-    (one point, or mpmath numbers); None for the vectorised float64 path."""
-    a = arrays[0]
-    if a.ndim != 2 or (a.dtype != object and a.shape[1] != 1):
-        return None
-    return [tuple(x[:, p] for x in arrays) for p in range(a.shape[1])]
-
-
-def _dot_for(a: np.ndarray) -> Callable[[np.ndarray, np.ndarray], Any]:
-    return mpmath.fdot if a.dtype == object else np.dot
-
-
-def _length(x: np.ndarray) -> int:
-    """One past the last nonzero coefficient (nan counts as nonzero), over all points."""
-    nz = np.flatnonzero(np.any(np.asarray(x != 0, dtype=bool).reshape(x.shape[0], -1), axis=1))
-    return int(nz[-1]) + 1 if nz.size else 0
-
-
-def _finite(x: np.ndarray) -> bool:
-    if x.dtype == object:
-        return all(mpmath.isfinite(v) for v in x.flat)
-    return bool(np.isfinite(x).all())
-
-
-def _rsum(x: np.ndarray, y: np.ndarray, k: int, m: int, dot: Callable[..., Any] | None) -> Any:
-    """``sum_{j=1..min(k, m-1)} x[j] y[k-j]``: x's coefficients past ``m`` are zero. ``dot`` works on
-    1-D columns; None means the vectorised form over the points axis."""
-    hi = max(min(k, m - 1) + 1, 1)
-    ys = y[k - hi + 1 : k][::-1]
-    if dot is not None:
-        return dot(x[1:hi], ys)
-    return (x[1:hi] * ys).sum(axis=0)
-
-
-def _ratios(u: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """``prod_{i=1..k} step / i`` for k = 1..K (shape (K, ...)): the series of a function of a linear
-    argument u0 + step t, whose rule is then a closed form instead of a loop."""
-    return np.cumprod(step / _orders(u.shape[0], u)[1:], axis=0)
-
-
-def cauchy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The truncated product of two series: ``c[k] = sum_j a[j] * b[k-j]`` for k <= K."""
-    n = a.shape[0]
-    shape = np.broadcast_shapes(a.shape, b.shape)
-    obj = a.dtype == object or b.dtype == object
-    if not obj and len(shape) == 2 and shape[1] == 1:
-        return np.convolve(a[:, 0], b[:, 0])[:n, None]
-    # zeros past the last nonzero coefficient are skipped, unless the other side has inf or nan
-    # (0 * inf must stay nan: a pole inside a composite rule may not vanish)
-    la, lb = (_length(a), _length(b)) if _finite(a) and _finite(b) else (n, n)
-    if la > lb:  # loop over the shorter series
-        a, b, la, lb = b, a, lb, la
-    a, b = np.broadcast_to(a, shape), np.broadcast_to(b, shape)
-    c = _zeros_for(a if a.dtype == object else b, shape)
-    cols = _columns(a, b, c) if obj else None
-    if cols is not None:
-        for ac, bc, cc in cols:
-            for k in range(min(n, la + lb - 1)):
-                lo, hi = max(0, k - lb + 1), min(k, la - 1) + 1
-                cc[k] = mpmath.fdot(ac[lo:hi], bc[k - hi + 1 : k - lo + 1][::-1])
-        return c
-    for j in range(min(n, la)):
-        c[j:] += a[j] * b[: n - j]
-    return c
-
-
-def div_series(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a / b``: ``q[k] = (a[k] - sum_{j=1..k} b[j] q[k-j]) / b[0]`` (Griewank & Walther, Table 13.1)."""
-    shape = np.broadcast_shapes(a.shape, b.shape)
-    a, b = np.broadcast_to(a, shape), np.broadcast_to(b, shape)
-    q = _zeros_for(a if a.dtype == object else b, shape)
-    m = _length(b)
-    cols = _columns(a, b, q)
-    if cols is None:
-        q[0] = a[0] / b[0]
-        for k in range(1, shape[0]):
-            q[k] = (a[k] - _rsum(b, q, k, m, None)) / b[0]
-        return q
-    dot = _dot_for(q)
-    for ac, bc, qc in cols:
-        b0 = bc[0]
-        if dot is mpmath.fdot and b0 == 0:  # mpmath raises where float64 gives inf: the same nan
-            qc[:] = mpmath.mpf("nan")
-            continue
-        qc[0] = ac[0] / b0
-        for k in range(1, shape[0]):
-            qc[k] = (ac[k] - _rsum(bc, qc, k, m, dot)) / b0
-    return q
-
-
-def _orders(n: int, like: np.ndarray) -> np.ndarray:
-    """``[0, 1, ..., n-1]`` shaped to multiply the order axis of ``like``."""
-    j = np.arange(n).reshape((n,) + (1,) * (like.ndim - 1))
-    return j.astype(object) if like.dtype == object else j.astype(np.float64)
-
-
-def integrate(u: np.ndarray, w: np.ndarray, v0: Any) -> np.ndarray:
-    """The series of v with v(0) = v0 and v' = w * u': ``v[k] = (1/k) sum_{j=1..k} j u[j] w[k-j]``."""
-    n = u.shape[0]
-    shape = np.broadcast_shapes(u.shape, w.shape)
-    v = _zeros_for(u if u.dtype == object else w, shape)
-    v[0] = v0
-    if n > 1:
-        du = (u * _orders(n, u))[1:]
-        p = cauchy(du, w[: n - 1])
-        v[1:] = p / _orders(n, u)[1:]
-    return v
-
-
-def _ode_pair(u: np.ndarray, a0: Any, b0: Any, sign: int) -> tuple[np.ndarray, np.ndarray]:
-    """Coupled a' = b u', b' = sign * a u' (sin/cos with sign -1, sinh/cosh with +1)."""
-    n = u.shape[0]
-    a = _zeros_for(u, u.shape)
-    b = _zeros_for(u, u.shape)
-    a[0], b[0] = a0, b0
-    w = u * _orders(n, u)
-    m = _length(u)
-    if m <= 2 and n > 1:
-        # linear argument: the derivatives cycle through (a0, b0, sign a0, sign b0)
-        r = _ratios(u, u[1])
-        k = np.arange(1, n)
-        if sign < 0:
-            cycle_a, cycle_b = [a0, b0, -a0, -b0], [b0, -a0, -b0, a0]
-        else:
-            cycle_a, cycle_b = [a0, b0], [b0, a0]
-        a[1:] = r * np.stack(np.broadcast_arrays(*cycle_a))[k % len(cycle_a)]
-        b[1:] = r * np.stack(np.broadcast_arrays(*cycle_b))[k % len(cycle_b)]
-        return a, b
-    cols = _columns(w, a, b)
-    if cols is None:
-        for k in range(1, n):
-            a[k] = _rsum(w, b, k, m, None) / k
-            b[k] = sign * _rsum(w, a, k, m, None) / k
-        return a, b
-    dot = _dot_for(a)
-    for wc, ac, bc in cols:
-        for k in range(1, n):
-            ac[k] = _rsum(wc, bc, k, m, dot) / k
-            bc[k] = sign * _rsum(wc, ac, k, m, dot) / k
-    return a, b
-
-
-def exp_series(u: np.ndarray, v0: Any) -> np.ndarray:
-    """exp: v' = v u', so ``v[k] = (1/k) sum_{j=1..k} j u[j] v[k-j]`` (G&W Table 13.2)."""
-    n = u.shape[0]
-    v = _zeros_for(u, u.shape)
-    v[0] = v0
-    w = u * _orders(n, u)
-    m = _length(u)
-    if m <= 2 and n > 1:  # linear argument: v[k] = v0 u1^k / k!
-        v[1:] = v[0] * _ratios(u, u[1])
-        return v
-    cols = _columns(w, v)
-    if cols is None:
-        for k in range(1, n):
-            v[k] = _rsum(w, v, k, m, None) / k
-        return v
-    dot = _dot_for(v)
-    for wc, vc in cols:
-        for k in range(1, n):
-            vc[k] = _rsum(wc, vc, k, m, dot) / k
-    return v
-
-
-def _const_like(u: np.ndarray, value: Any) -> np.ndarray:
-    c = _zeros_for(u, u.shape)
-    c[0] = value
-    return c
-
-
 def pow_series(bk: Backend, u: np.ndarray, p: Any) -> np.ndarray:
     """``u**p`` for a constant p: u v' = p v u' gives
     ``v[k] = sum_{j=1..k} ((p+1) j - k) u[j] v[k-j] / (k u[0])``; non-negative integers by squaring,
     which stays exact where u[0] = 0."""
     if float(p) == int(float(p)) and 0 <= float(p) <= 2**31:
         e = int(float(p))
-        result = _const_like(u, bk.scalar(1))
+        result = const_like(u, bk.scalar(1))
         base = u
         while e:
             if e & 1:
@@ -486,18 +261,18 @@ def pow_series(bk: Backend, u: np.ndarray, p: Any) -> np.ndarray:
                 base = cauchy(base, base)
         return result
     n = u.shape[0]
-    v = _zeros_for(u, u.shape)
-    m = _length(u)
+    v = zeros_for(u, u.shape)
+    m = series_length(u)
     with np.errstate(all="ignore"):
         v[0] = bk.call(POW, u[0], p=p)
         if n == 1:
             return v
-        j = _orders(n, u)
+        j = orders(n, u)
         if m <= 2 and (u.dtype != object or np.all(u[0] != 0)):
             # linear argument: v[k] = v[k-1] (p - k + 1)/k u1/u0, a binomial series
             v[1:] = v[0] * np.cumprod((p + 1 - j[1:]) / j[1:] * (u[1] / u[0]), axis=0)
             return v
-        cols = _columns(u, v)
+        cols = point_columns(u, v)
         if cols is None:
             for k in range(1, n):
                 hi = min(k, m - 1) + 1
@@ -519,43 +294,10 @@ def pow_series(bk: Backend, u: np.ndarray, p: Any) -> np.ndarray:
                     continue
                 wc = uc * j[:, 0]
                 for k in range(1, n):
-                    vc[k] = ((p + 1) * _rsum(wc, vc, k, m, mpmath.fdot) - k * _rsum(uc, vc, k, m, mpmath.fdot)) / (
+                    vc[k] = ((p + 1) * rsum(wc, vc, k, m, mpmath.fdot) - k * rsum(uc, vc, k, m, mpmath.fdot)) / (
                         k * uc[0]
                     )
     return v
-
-
-def _compose_known(u: np.ndarray, scaled_coeffs: Callable[[np.ndarray], list[Any]]) -> np.ndarray:
-    """sum_m c_m (u - u0)^m, for functions whose own Taylor coefficients c_m at u0 are known in closed
-    form (the gamma family). ``scaled_coeffs(sigma)`` gives c_m sigma^m per point, computed where they
-    cannot overflow, for sigma the natural scale of d = u - u0 (max_j |d_j|^(1/j)); the sum then runs on
-    d / sigma by Horner: O(K^3) in general, O(K^2) when u is linear (u0 + a t). In float64, c_m and
-    sigma^m alone leave the range at high orders (psi^(m)(x)/m! ~ x^-m) while their product does not."""
-    d = u.copy()
-    d[0] = d[0] * 0
-    n = u.shape[0]
-    if u.dtype == object:
-        sigma = np.frompyfunc(lambda v: mpmath.mpf(1), 1, 1)(u[0])
-    else:
-        with np.errstate(all="ignore"):
-            roots = np.abs(d[1:]) ** (1.0 / np.arange(1, n).reshape((n - 1,) + (1,) * (u.ndim - 1)))
-            sigma = np.max(np.where(np.isfinite(roots), roots, 0.0), axis=0, initial=0.0)
-        sigma = np.where(sigma > 0, sigma, 1.0)
-    d = d / sigma
-    coeffs = scaled_coeffs(sigma)
-    if _length(d) <= 2:  # (a t)^m = a^m t^m
-        out = _zeros_for(u, u.shape)
-        power = None
-        for m, c in enumerate(coeffs[:n]):
-            out[m] = c if power is None else c * power
-            if m + 1 < n:
-                power = d[1] if power is None else power * d[1]
-        return out
-    out = _const_like(u, coeffs[-1])
-    for c in reversed(coeffs[:-1]):
-        out = cauchy(out, d)
-        out[0] = out[0] + c
-    return out
 
 
 def _psi_over_factorial(x: Any, n: int, m: int) -> Any:
@@ -615,32 +357,32 @@ def _t_exp(bk: Backend, u: np.ndarray) -> np.ndarray:
 
 def _t_log(bk: Backend, u: np.ndarray) -> np.ndarray:
     # log' = 1/u
-    return integrate(u, div_series(_const_like(u, bk.scalar(1)), u), bk.call(LOG, u[0]))
+    return integrate(u, div_series(const_like(u, bk.scalar(1)), u), bk.call(LOG, u[0]))
 
 
 def _t_sin(bk: Backend, u: np.ndarray) -> np.ndarray:
-    return _ode_pair(u, bk.call(SIN, u[0]), bk.call(COS, u[0]), -1)[0]
+    return ode_pair(u, bk.call(SIN, u[0]), bk.call(COS, u[0]), -1)[0]
 
 
 def _t_cos(bk: Backend, u: np.ndarray) -> np.ndarray:
-    return _ode_pair(u, bk.call(SIN, u[0]), bk.call(COS, u[0]), -1)[1]
+    return ode_pair(u, bk.call(SIN, u[0]), bk.call(COS, u[0]), -1)[1]
 
 
 def _t_tan(bk: Backend, u: np.ndarray) -> np.ndarray:
-    s, c = _ode_pair(u, bk.call(SIN, u[0]), bk.call(COS, u[0]), -1)
+    s, c = ode_pair(u, bk.call(SIN, u[0]), bk.call(COS, u[0]), -1)
     return div_series(s, c)
 
 
 def _t_sinh(bk: Backend, u: np.ndarray) -> np.ndarray:
-    return _ode_pair(u, bk.call(SINH, u[0]), bk.call(COSH, u[0]), 1)[0]
+    return ode_pair(u, bk.call(SINH, u[0]), bk.call(COSH, u[0]), 1)[0]
 
 
 def _t_cosh(bk: Backend, u: np.ndarray) -> np.ndarray:
-    return _ode_pair(u, bk.call(SINH, u[0]), bk.call(COSH, u[0]), 1)[1]
+    return ode_pair(u, bk.call(SINH, u[0]), bk.call(COSH, u[0]), 1)[1]
 
 
 def _t_tanh(bk: Backend, u: np.ndarray) -> np.ndarray:
-    s, c = _ode_pair(u, bk.call(SINH, u[0]), bk.call(COSH, u[0]), 1)
+    s, c = ode_pair(u, bk.call(SINH, u[0]), bk.call(COSH, u[0]), 1)
     return div_series(s, c)
 
 
@@ -667,11 +409,11 @@ def _half(bk: Backend) -> Any:
 # asin' = (1-u^2)^(-1/2), acos' = -(1-u^2)^(-1/2), atan' = 1/(1+u^2)
 _t_asin = _from_deriv("asin", lambda bk, u: pow_series(bk, _one_plus(u, -1, bk), _half(bk)))
 _t_acos = _from_deriv("acos", lambda bk, u: -pow_series(bk, _one_plus(u, -1, bk), _half(bk)))
-_t_atan = _from_deriv("atan", lambda bk, u: div_series(_const_like(u, bk.scalar(1)), _one_plus(u, 1, bk)))
+_t_atan = _from_deriv("atan", lambda bk, u: div_series(const_like(u, bk.scalar(1)), _one_plus(u, 1, bk)))
 # asinh' = (1+u^2)^(-1/2), acosh' = (u^2-1)^(-1/2), atanh' = 1/(1-u^2)
 _t_asinh = _from_deriv("asinh", lambda bk, u: pow_series(bk, _one_plus(u, 1, bk), _half(bk)))
 _t_acosh = _from_deriv("acosh", lambda bk, u: pow_series(bk, _one_plus(u, 1, bk, -1), _half(bk)))
-_t_atanh = _from_deriv("atanh", lambda bk, u: div_series(_const_like(u, bk.scalar(1)), _one_plus(u, -1, bk)))
+_t_atanh = _from_deriv("atanh", lambda bk, u: div_series(const_like(u, bk.scalar(1)), _one_plus(u, -1, bk)))
 
 
 def _erf_deriv(bk: Backend, u: np.ndarray) -> np.ndarray:
@@ -703,7 +445,7 @@ def _t_abs(bk: Backend, u: np.ndarray) -> np.ndarray:
 
 def _t_sign(bk: Backend, u: np.ndarray) -> np.ndarray:
     # sign is constant away from 0; at 0 it jumps unless u does not move at all.
-    v = _zeros_for(u, u.shape)
+    v = zeros_for(u, u.shape)
     v[0] = bk.call(SIGN, u[0])
     moving = np.any(u[1:] != 0, axis=0) if u.shape[0] > 1 else np.zeros(u.shape[1:], dtype=bool)
     jumps = np.atleast_1d((u[0] == 0) & moving)
@@ -714,7 +456,7 @@ def _t_sign(bk: Backend, u: np.ndarray) -> np.ndarray:
 
 def _t_polygamma(bk: Backend, u: np.ndarray, n: int) -> np.ndarray:
     # polygamma(n, u0 + d) = sum_m psi^(n+m)(u0)/m! d^m
-    return _compose_known(
+    return compose_known(
         u, lambda sigma: _gamma_family_coeffs(bk, u[0], sigma, u.shape[0], lambda x, m: _psi_over_factorial(x, n, m))
     )
 
@@ -725,7 +467,7 @@ def _lgamma_coeff(x: Any, m: int) -> Any:
 
 
 def _lgamma_increment(bk: Backend, u: np.ndarray) -> np.ndarray:
-    return _compose_known(u, lambda sigma: _gamma_family_coeffs(bk, u[0], sigma, u.shape[0], _lgamma_coeff))
+    return compose_known(u, lambda sigma: _gamma_family_coeffs(bk, u[0], sigma, u.shape[0], _lgamma_coeff))
 
 
 def _t_loggamma(bk: Backend, u: np.ndarray) -> np.ndarray:
@@ -759,12 +501,12 @@ def _inverse_rule(u: np.ndarray, y0: Any, factor0: Any, factor_next: Callable[[n
     (``factor_next(y, F, k)``), so the two recurrences advance together, O(K^2) (Griewank & Walther,
     sec. 13.2: the rule for an inverse function from its ODE)."""
     n = u.shape[0]
-    y = _zeros_for(u, u.shape)
-    f = _zeros_for(u, u.shape)
+    y = zeros_for(u, u.shape)
+    f = zeros_for(u, u.shape)
     y[0], f[0] = y0, factor0
-    w = u * _orders(n, u)
+    w = u * orders(n, u)
     for k in range(1, n):
-        y[k] = _rsum(w, f, k, k + 1, None) / k
+        y[k] = rsum(w, f, k, k + 1, None) / k
         if k + 1 < n:
             f[k] = factor_next(y, f, k)
     return y
@@ -772,7 +514,7 @@ def _inverse_rule(u: np.ndarray, y0: Any, factor0: Any, factor_next: Callable[[n
 
 def _exp_next(s: np.ndarray, e: np.ndarray, k: int) -> Any:
     # e = exp(s): e[k] = (1/k) sum_{j=1..k} j s[j] e[k-j]
-    return _rsum(s * _orders(s.shape[0], s), e, k, k + 1, None) / k
+    return rsum(s * orders(s.shape[0], s), e, k, k + 1, None) / k
 
 
 def _t_erfinv(bk: Backend, u: np.ndarray) -> np.ndarray:
@@ -780,12 +522,12 @@ def _t_erfinv(bk: Backend, u: np.ndarray) -> np.ndarray:
     # coefficient per step (S[k] needs y[0..k]; E[k] needs S[1..k])
     c = bk.scalar(sympy.sqrt(sympy.pi) / 2)
     y0 = bk.call(ERFINV, u[0])
-    sq, e = _zeros_for(u, u.shape), _zeros_for(u, u.shape)
+    sq, e = zeros_for(u, u.shape), zeros_for(u, u.shape)
     sq[0] = y0 * y0
     e[0] = bk.call(EXP, sq[0])
 
     def factor_next(y: np.ndarray, f: np.ndarray, k: int) -> Any:
-        sq[k] = 2 * y[0] * y[k] + _rsum(y, y, k, k, None)
+        sq[k] = 2 * y[0] * y[k] + rsum(y, y, k, k, None)
         e[k] = _exp_next(sq, e, k)
         return c * e[k]
 
@@ -796,12 +538,12 @@ def _t_lambertw(bk: Backend, u: np.ndarray) -> np.ndarray:
     # W e^W = u, so W' = exp(-W)/(1 + W) u' (also at u = 0, where W/(u(1 + W)) is 0/0); no derivatives
     # at -1/e, where 1 + W = 0. F = E/(1 + W), E = exp(-W), so (1 + W) F = E gives F[k].
     w0 = bk.call(LAMBERTW, u[0])
-    e = _zeros_for(u, u.shape)
+    e = zeros_for(u, u.shape)
     e[0] = bk.call(EXP, -w0)
 
     def factor_next(y: np.ndarray, f: np.ndarray, k: int) -> Any:
         e[k] = _exp_next(-y, e, k)
-        return (e[k] - _rsum(y, f, k, k + 1, None)) / (1 + y[0])
+        return (e[k] - rsum(y, f, k, k + 1, None)) / (1 + y[0])
 
     with np.errstate(all="ignore"):
         return _inverse_rule(u, w0, e[0] / (1 + w0), factor_next)
@@ -842,7 +584,7 @@ def _besselj_coeffs(bk: Backend, x0: np.ndarray, sigma: np.ndarray, count: int, 
 
 def _t_besselj(bk: Backend, u: np.ndarray, nu: Any) -> np.ndarray:
     # J_nu(u0 + d) = sum_m J_nu^(m)(u0)/m! d^m
-    return _compose_known(u, lambda sigma: _besselj_coeffs(bk, u[0], sigma, u.shape[0], nu))
+    return compose_known(u, lambda sigma: _besselj_coeffs(bk, u[0], sigma, u.shape[0], nu))
 
 
 # ---- reverse rules (T is gradcli.tensor's namespace of Tensor operations) --------------------------

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import ops
 from .graph import Graph, finite_mask, walk
+from .series import zeros_for
 
 __all__ = ["Failure", "propagate", "propagate_multi", "scale_for"]
 
@@ -68,7 +69,7 @@ def _moving(graph: Graph, seeds: dict[str, np.ndarray]) -> list[bool]:
 def _frozen(out: np.ndarray, lead: int) -> np.ndarray:
     """``out`` with every coefficient but the constant one set to exactly 0 (a constant node)."""
     flat = out.reshape(-1, out.shape[-1]).copy()
-    flat[lead:] = ops._zeros_for(out, flat[lead:].shape)
+    flat[lead:] = zeros_for(out, flat[lead:].shape)
     return flat.reshape(out.shape)
 
 
@@ -112,7 +113,7 @@ def _mmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.broadcast_to(b, shape)
     if a.dtype != object and b.dtype != object and shape[-1] == 1 and _kronecker_length(dims) <= 4096:
         return _kronecker_mul(a, b)
-    out = ops._zeros_for(a if a.dtype == object else b, shape)
+    out = zeros_for(a if a.dtype == object else b, shape)
     # Skipping zero coefficients of a is only exact when b is finite: 0 * inf must stay nan (a pole).
     sparse = a.dtype != object and bool(np.isfinite(b).all())
     for idx in np.ndindex(*dims):
@@ -168,7 +169,7 @@ def _lift(bk: ops.Backend, prim: ops.Primitive, u: np.ndarray, params: dict[str,
     # No shortcut where delta is 0: a truncated series can be constant while u is not (1 - x^2 y^2 in
     # the ring of d^2/dxdy), and then f's undefined derivatives at u0 do matter (propagate_multi
     # freezes the nodes that are really constant).
-    out = ops._zeros_for(u, u.shape)
+    out = zeros_for(u, u.shape)
     out[origin] = coeffs[total]
     for m in range(total - 1, -1, -1):
         out = _mmul(out, delta)
