@@ -21,7 +21,7 @@ it prints, in one run and one table:
   k = 8, 16, 20, and between two radii at every k.
 
 Beyond k ~ 170, f^(k) exceeds float64's range (1e308). The engine then works with the coefficients of
-f(a + s t) for a per-point step s (derive.taylor_coefficients), which stay representable; the ``form``
+f(a + s t) for a per-point step s (taylor.taylor_coefficients), which stay representable; the ``form``
 column says ``k!c/s^k`` where the value compared is k! * c_k / s^k formed in mpmath from the engine's
 float64 c_k and s (``gradcli d`` in float64 reports such a value as an overflow, exit 3, suggesting
 --digits). Everything else is compared as the float64 value ``gradcli d`` prints.
@@ -48,9 +48,10 @@ import sympy
 from sympy.core.cache import clear_cache
 
 from gradcli import ops
-from gradcli.derive import derivative_values, point_arrays, prepare, taylor_coefficients
+from gradcli.derive import derivative_values, point_arrays, prepare
 from gradcli.parse import parse_constant, symbol
 from gradcli.render import number
+from gradcli.taylor import taylor_coefficients
 
 ORDERS = [1, 2, 4, 8, 16, 20, 32, 64, 100, 128, 256, 512, 1024]
 SYMPY_ORDERS = [1, 2, 4, 8, 16, 20]

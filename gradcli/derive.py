@@ -19,7 +19,15 @@ import sympy
 from . import ops
 from .errors import InputError, NotFinite
 from .graph import Graph, lower
-from .taylor import Failure, propagate, propagate_multi, scale_for, scaled_derivative
+from .taylor import (
+    Failure,
+    propagate,
+    scaled_derivative,
+    seed,
+    taylor_coefficients,
+    taylor_mixed,
+    taylor_univariate,
+)
 
 __all__ = [
     "Prepared",
@@ -248,7 +256,7 @@ def derivative_values(
     if any(n not in graph.variables or degree(graph, n) < wrt.count(n) for n in dict.fromkeys(wrt)):
         # exactly 0 (f does not depend on a variable, or is a polynomial of lower degree in it), at any
         # order and without work; the forward values are still checked (x**2*log(y) at y = 0 fails)
-        _, fail = _taylor_univariate(graph, None, 0, point, bk, npoints)
+        _, fail = taylor_univariate(graph, None, 0, point, bk, npoints)
         return bk.zeros((npoints,)), fail
     check_work(graph, wrt, bk, engine)
     if order == 1 and engine in ("auto", "reverse") and _fused(bk, npoints):
@@ -267,115 +275,10 @@ def derivative_values(
         return _reverse(graph, wrt, point, bk, npoints)
     counts = {n: wrt.count(n) for n in dict.fromkeys(wrt)}
     if order == 0:
-        return _taylor_univariate(graph, None, 0, point, bk, npoints)
+        return taylor_univariate(graph, None, 0, point, bk, npoints)
     if len(counts) == 1:
-        return _taylor_univariate(graph, wrt[0], order, point, bk, npoints)
-    return _taylor_mixed(graph, counts, point, bk, npoints)
-
-
-def _seed(bk: ops.Backend, value: np.ndarray, order: int, step: Any = None) -> np.ndarray:
-    s = bk.zeros((order + 1, value.shape[0]))
-    s[0] = value
-    if step is not None and order >= 1:
-        s[1] = step
-    return s
-
-
-def _taylor_univariate(
-    graph: Graph, var: str | None, order: int, point: dict[str, np.ndarray], bk: ops.Backend, npoints: int
-) -> tuple[np.ndarray, Failure]:
-    coeffs, fail, step = taylor_coefficients(graph, var, order, point, bk, npoints)
-    if bk.is_mp:
-        return coeffs[order] * mpmath.factorial(order), fail
-    return scaled_derivative(coeffs[order], order, step), fail
-
-
-def taylor_coefficients(
-    graph: Graph, var: str | None, order: int, point: dict[str, np.ndarray], bk: ops.Backend, npoints: int
-) -> tuple[np.ndarray, Failure, np.ndarray]:
-    """Normalized coefficients of f(x0 + s t) in t (shape (order+1, P)), the failure mask, and s.
-
-    In float64 and at high orders the step s is chosen per point so that the coefficients stay inside
-    float64's range (they decay like R^-k for a radius of convergence R, or faster): a pilot estimate,
-    then up to three corrections from the decay seen in the previous run.
-    """
-
-    def run(step: Any) -> tuple[np.ndarray, Failure]:
-        seeds = {name: _seed(bk, point[name], order, step if name == var else None) for name in graph.variables}
-        return propagate(graph, seeds, bk, npoints)
-
-    if bk.is_mp or var is None or order <= 60:
-        coeffs, fail = run(bk.scalar(1) if bk.is_mp else np.ones(npoints))
-        return coeffs, fail, np.ones(npoints)
-    step = scale_for(graph, var, point, npoints, order)
-    for _ in range(4):
-        coeffs, fail = run(step)
-        rate = _decay(coeffs, order)
-        if np.all(np.isnan(rate)):
-            break
-        step = np.where(np.isnan(rate), step, step / np.where(np.isnan(rate), 1.0, rate))
-    else:
-        # No step kept every coefficient in float64's range (sin at order 2000: c_k s^k underflows for a
-        # small s, and the lower ones overflow for a large s). An underflowed c_order would read as a
-        # derivative of 0, a confident wrong number, so these points fail (exit 3, "use --digits").
-        lost = ~np.isnan(rate) & ~fail.bad
-        if lost.any():
-            fail = Failure(fail.bad | lost, np.where(lost, -1, fail.culprit))
-    return coeffs, fail, step
-
-
-def _decay(coeffs: np.ndarray, order: int) -> np.ndarray:
-    """Per point, nan where the top coefficients are representable; else the geometric rate of the
-    representable ones (so that dividing the step by it brings c_order near the size of c_0)."""
-    with np.errstate(all="ignore"):
-        mag = np.abs(coeffs)
-        normal = np.isfinite(mag) & (mag > 1e-250) & (mag < 1e250)
-        any_normal = normal.any(axis=0)
-        last = order - np.argmax(normal[::-1], axis=0)
-        first = np.argmax(normal, axis=0)
-        ks = np.arange(coeffs.shape[1])
-        finite_all = np.isfinite(mag).all(axis=0)
-        tiny = ((mag > 0) & (mag <= 1e-250)).any(axis=0)
-        # exact zeros past the last normal coefficient (a polynomial, an odd function) are no underflow
-        fine = ~any_normal | (((last >= order - 3) | ~tiny) & finite_all)
-        span = np.maximum(last - first, 1)
-        rate = (mag[last, ks] / mag[first, ks]) ** (1.0 / span)
-        # overflowing runs: shrink the step sharply; underflowing: the extrapolated rate
-        rate = np.where(finite_all, rate, 1e3)
-        rate = np.where((rate > 0) & np.isfinite(rate), rate, 1.0)
-        return np.where(fine | (np.abs(np.log(rate)) < 1e-3), np.nan, rate)
-
-
-def _taylor_mixed(
-    graph: Graph, counts: dict[str, int], point: dict[str, np.ndarray], bk: ops.Backend, npoints: int
-) -> tuple[np.ndarray, Failure]:
-    names = list(counts)
-    dims = tuple(counts[n] + 1 for n in names)
-    seeds = {}
-    for name in graph.variables:
-        s = bk.zeros(dims + (npoints,))
-        s[(0,) * len(dims)] = point[name]
-        if name in counts:
-            unit = [0] * len(dims)
-            unit[names.index(name)] = 1
-            s[tuple(unit)] = bk.scalar(1)
-        seeds[name] = s
-    log_scale = sum(math.lgamma(counts[n] + 1) for n in names)
-    if not bk.is_mp and log_scale > _LOG_F64_FACTORIALS:
-        # The coefficient is the derivative over prod(n_i!) > 1e290: a derivative of any size that
-        # matters would underflow in it (exp(x+y) at x:100,y:100 would come out as 0). No value.
-        return bk.zeros((npoints,)) * np.nan, Failure(np.ones(npoints, dtype=bool), np.full(npoints, -1))
-    coeffs, fail = propagate_multi(graph, seeds, bk, npoints)
-    scale = 1
-    for n in names:
-        scale *= math.factorial(counts[n])
-    top = coeffs[tuple(counts[n] for n in names)]
-    with np.errstate(all="ignore"):
-        return top * (mpmath.mpf(scale) if bk.is_mp else math.exp(log_scale)), fail
-
-
-#: log(1e290): beyond it, prod(n_i!) leaves too little of float64's range for a mixed coefficient.
-_LOG_F64_FACTORIALS = math.log(1e290)
+        return taylor_univariate(graph, wrt[0], order, point, bk, npoints)
+    return taylor_mixed(graph, counts, point, bk, npoints)
 
 
 def _tensor_eval(graph: Graph, variables: dict[str, Any], bk: ops.Backend) -> Any:
@@ -422,13 +325,13 @@ def _failure_of(
     are always checked too; a derivative that alone is not finite is traced with a Taylor run."""
     from .graph import finite_mask
 
-    seeds = {name: _seed(bk, point[name], 0) for name in graph.variables}
+    seeds = {name: seed(bk, point[name], 0) for name in graph.variables}
     _, forward = propagate(graph, seeds, bk, npoints)
     bad_result = ~finite_mask(result).reshape(npoints, -1).all(axis=1)
     culprit = forward.culprit.copy()
     trace = bad_result & ~forward.bad
     if trace.any() and graph.variables:
-        _, fail = _taylor_univariate(graph, graph.variables[0], max(order, 1), point, bk, npoints)
+        _, fail = taylor_univariate(graph, graph.variables[0], max(order, 1), point, bk, npoints)
         culprit = np.where(trace, fail.culprit, culprit)
     return Failure(forward.bad | bad_result, culprit)
 

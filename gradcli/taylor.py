@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import mpmath
 import numpy as np
 
 from . import ops
@@ -296,3 +297,112 @@ def scaled_derivative(coeff: np.ndarray, k: int, s: np.ndarray) -> np.ndarray:
             return coeff * float(math.factorial(k))
         log_mag = np.log(np.abs(coeff)) + math.lgamma(k + 1) - k * np.log(s)
         return np.where(coeff == 0, 0.0, np.sign(coeff) * np.exp(log_mag))
+
+
+# ---- Taylor mode for a derivative: the seeds, the step scaling, univariate and mixed ----------------------
+def seed(bk: ops.Backend, value: np.ndarray, order: int, step: Any = None) -> np.ndarray:
+    """A variable's series at ``value``: the value, then ``step`` (its direction) or 0, then zeros."""
+    s = bk.zeros((order + 1, value.shape[0]))
+    s[0] = value
+    if step is not None and order >= 1:
+        s[1] = step
+    return s
+
+
+def taylor_univariate(
+    graph: Graph, var: str | None, order: int, point: dict[str, np.ndarray], bk: ops.Backend, npoints: int
+) -> tuple[np.ndarray, Failure]:
+    """d^order f / d var^order at every point (f itself for order 0), from :func:`taylor_coefficients`."""
+    coeffs, fail, step = taylor_coefficients(graph, var, order, point, bk, npoints)
+    if bk.is_mp:
+        return coeffs[order] * mpmath.factorial(order), fail
+    return scaled_derivative(coeffs[order], order, step), fail
+
+
+def taylor_coefficients(
+    graph: Graph, var: str | None, order: int, point: dict[str, np.ndarray], bk: ops.Backend, npoints: int
+) -> tuple[np.ndarray, Failure, np.ndarray]:
+    """Normalized coefficients of f(x0 + s t) in t (shape (order+1, P)), the failure mask, and s.
+
+    In float64 and at high orders the step s is chosen per point so that the coefficients stay inside
+    float64's range (they decay like R^-k for a radius of convergence R, or faster): a pilot estimate,
+    then up to three corrections from the decay seen in the previous run.
+    """
+
+    def run(step: Any) -> tuple[np.ndarray, Failure]:
+        seeds = {name: seed(bk, point[name], order, step if name == var else None) for name in graph.variables}
+        return propagate(graph, seeds, bk, npoints)
+
+    if bk.is_mp or var is None or order <= 60:
+        coeffs, fail = run(bk.scalar(1) if bk.is_mp else np.ones(npoints))
+        return coeffs, fail, np.ones(npoints)
+    step = scale_for(graph, var, point, npoints, order)
+    for _ in range(4):
+        coeffs, fail = run(step)
+        rate = _decay(coeffs, order)
+        if np.all(np.isnan(rate)):
+            break
+        step = np.where(np.isnan(rate), step, step / np.where(np.isnan(rate), 1.0, rate))
+    else:
+        # No step kept every coefficient in float64's range (sin at order 2000: c_k s^k underflows for a
+        # small s, and the lower ones overflow for a large s). An underflowed c_order would read as a
+        # derivative of 0, a confident wrong number, so these points fail (exit 3, "use --digits").
+        lost = ~np.isnan(rate) & ~fail.bad
+        if lost.any():
+            fail = Failure(fail.bad | lost, np.where(lost, -1, fail.culprit))
+    return coeffs, fail, step
+
+
+def _decay(coeffs: np.ndarray, order: int) -> np.ndarray:
+    """Per point, nan where the top coefficients are representable; else the geometric rate of the
+    representable ones (so that dividing the step by it brings c_order near the size of c_0)."""
+    with np.errstate(all="ignore"):
+        mag = np.abs(coeffs)
+        normal = np.isfinite(mag) & (mag > 1e-250) & (mag < 1e250)
+        any_normal = normal.any(axis=0)
+        last = order - np.argmax(normal[::-1], axis=0)
+        first = np.argmax(normal, axis=0)
+        ks = np.arange(coeffs.shape[1])
+        finite_all = np.isfinite(mag).all(axis=0)
+        tiny = ((mag > 0) & (mag <= 1e-250)).any(axis=0)
+        # exact zeros past the last normal coefficient (a polynomial, an odd function) are no underflow
+        fine = ~any_normal | (((last >= order - 3) | ~tiny) & finite_all)
+        span = np.maximum(last - first, 1)
+        rate = (mag[last, ks] / mag[first, ks]) ** (1.0 / span)
+        # overflowing runs: shrink the step sharply; underflowing: the extrapolated rate
+        rate = np.where(finite_all, rate, 1e3)
+        rate = np.where((rate > 0) & np.isfinite(rate), rate, 1.0)
+        return np.where(fine | (np.abs(np.log(rate)) < 1e-3), np.nan, rate)
+
+
+def taylor_mixed(
+    graph: Graph, counts: dict[str, int], point: dict[str, np.ndarray], bk: ops.Backend, npoints: int
+) -> tuple[np.ndarray, Failure]:
+    """The mixed partial with ``counts`` derivatives per variable, by multivariate truncated series."""
+    names = list(counts)
+    dims = tuple(counts[n] + 1 for n in names)
+    seeds = {}
+    for name in graph.variables:
+        s = bk.zeros(dims + (npoints,))
+        s[(0,) * len(dims)] = point[name]
+        if name in counts:
+            unit = [0] * len(dims)
+            unit[names.index(name)] = 1
+            s[tuple(unit)] = bk.scalar(1)
+        seeds[name] = s
+    log_scale = sum(math.lgamma(counts[n] + 1) for n in names)
+    if not bk.is_mp and log_scale > _LOG_F64_FACTORIALS:
+        # The coefficient is the derivative over prod(n_i!) > 1e290: a derivative of any size that
+        # matters would underflow in it (exp(x+y) at x:100,y:100 would come out as 0). No value.
+        return bk.zeros((npoints,)) * np.nan, Failure(np.ones(npoints, dtype=bool), np.full(npoints, -1))
+    coeffs, fail = propagate_multi(graph, seeds, bk, npoints)
+    scale = 1
+    for n in names:
+        scale *= math.factorial(counts[n])
+    top = coeffs[tuple(counts[n] for n in names)]
+    with np.errstate(all="ignore"):
+        return top * (mpmath.mpf(scale) if bk.is_mp else math.exp(log_scale)), fail
+
+
+#: log(1e290): beyond it, prod(n_i!) leaves too little of float64's range for a mixed coefficient.
+_LOG_F64_FACTORIALS = math.log(1e290)

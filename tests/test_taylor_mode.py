@@ -24,8 +24,9 @@ import sympy
 import gradcli
 from gradcli import ops
 from gradcli.cli import main
-from gradcli.derive import prepare, taylor_coefficients
+from gradcli.derive import prepare
 from gradcli.parse import symbol
+from gradcli.taylor import taylor_coefficients
 
 x, y, z = symbol("x"), symbol("y"), symbol("z")
 ORDERS = (20, 50, 100, 200)
