@@ -106,11 +106,24 @@ def _one_process(argv: list[str], warm: list[str], threads: str, queue) -> None:
     queue.put((code, seconds, _cpu(usage) - cpu0, [_peak_kb()]))
 
 
+#: This process's environment before any LocalCluster: Dask's nanny writes MALLOC_TRIM_THRESHOLD_ (and
+#: OMP_NUM_THREADS) into its parent's environment and leaves them there, and a child spawned later would
+#: start with glibc's malloc in that mode (every chunk's column a fresh mmap: 1.5-2x the CPU per row).
+_CLEAN_ENV = dict(os.environ)
+
+
 def one_process(argv: list[str], warm: list[str], threads: int) -> tuple[int, float, float, list[int]]:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     p = ctx.Process(target=_one_process, args=(argv, warm, str(threads), queue))
-    p.start()
+    dirty = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(_CLEAN_ENV)
+    try:
+        p.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(dirty)
     result = queue.get()
     p.join()
     return result

@@ -25,6 +25,7 @@ The Python API returns lazy dask objects::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -42,11 +43,8 @@ import numpy as np
 from .errors import GradcliError, InputError, IOFault, NotFinite, Uncertified
 from .parquet import (
     BATCH_ROWS,
-    FILE_COLUMN,
-    ROW_COLUMN,
     OutputSink,
     Piece,
-    _pandas_type,
     arrow_chunk,
     pieces,
     read_table,
@@ -58,7 +56,7 @@ from .parquet import (
     write_part,
 )
 
-__all__ = ["JobSpec", "evaluate_partition", "evaluate_piece", "piece_table", "worker_setup", "WORKER_ENV", "table",
+__all__ = ["JobSpec", "evaluate_partition", "worker_setup", "WORKER_ENV", "table",
            "derivative", "gradient", "hessian", "run_cluster_job", "run_piece", "PieceResult", "Findings",
            "MAX_NOTES", "connect"]
 
@@ -181,60 +179,25 @@ def _piece_blocks(piece: Piece, spec: JobSpec) -> Iterator[tuple[Any, Any, Calla
         yield part, evaluate_block(job, chunk), where
 
 
-def evaluate_piece(piece: Piece, spec: JobSpec) -> Any:
-    """One ``--points`` partition as a pandas DataFrame, read AND evaluated in one task on a worker (the
-    lazy :func:`piece_table`): the piece's columns, then the value, check and certificate columns
-    (:func:`gradcli.parquet.results_table`). With a strict spec the first bad row raises, named by file and
-    row."""
-    pa = require("pyarrow")
-    tables = []
-    for part, block, where in _piece_blocks(piece, spec):
-        if spec.strict:
-            _raise_first(block, where)
-        tables.append(results_table(block, part))
-    if not tables:
-        return _meta(spec, read_table(piece).to_pandas())
-    return pa.concat_tables(tables).to_pandas(types_mapper=_pandas_type)
-
-
-def piece_table(spec: JobSpec, parts: Sequence[Piece]) -> Any:
-    """The lazy result table over ``parts``: a dask DataFrame, one :func:`evaluate_piece` task per piece."""
-    dd = require("dask.dataframe")
-    meta = _meta(spec, read_table(parts[0]).slice(0, 0).to_pandas())
-    return dd.from_map(evaluate_piece, parts, args=(spec,), meta=meta, label="gradcli", enforce_metadata=False)
-
-
 def evaluate_partition(frame: Any, spec: JobSpec, partition_info: dict[str, Any] | None = None) -> Any:
     """One partition's result table (runs on a worker): the input's columns, the values, the check and
     certificate columns, and ``error`` (see :func:`gradcli.parquet.results_frame`).
 
-    A bad input row (null, not a number, not finite) raises an InputError naming its file and row (or the
-    partition and row, for a dataframe that does not come from ``--points``)."""
+    A bad input row (null, not a number, not finite) raises an InputError naming the partition and row."""
 
     worker_setup()
     pd = require("pandas")
     job = _job(spec)
     defaults = dict(spec.defaults)
     number = (partition_info or {}).get("number")
-    named = FILE_COLUMN in frame.columns and ROW_COLUMN in frame.columns
     frames = []
     for start in range(0, max(len(frame), 1), BATCH_ROWS):
         part = frame.iloc[start : start + BATCH_ROWS]
-        if named:
-            files = part[FILE_COLUMN].to_numpy()
-            rows = part[ROW_COLUMN].to_numpy()
-            lines: Sequence[int | None] = rows.tolist()
 
-            def where(i: int, files: Any = files, rows: Any = rows) -> str:
-                return f"{files[i]}, row {rows[i]}" if len(rows) else str(files)
+        def where(i: int, start: int = start) -> str:
+            return f"partition {number if number is not None else '?'}, row {start + i + 1}"
 
-        else:
-            lines = [None] * len(part)
-
-            def where(i: int, start: int = start) -> str:
-                return f"partition {number if number is not None else '?'}, row {start + i + 1}"
-
-        chunk = validated_chunk(part, spec.variables, defaults, where, lines)
+        chunk = validated_chunk(part, spec.variables, defaults, where, [None] * len(part))
         frames.append(_chunk_result(job, spec, chunk, part, where))
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
@@ -383,40 +346,45 @@ def run_cluster_job(job: Any, points: str, at: dict[str, Any], variables: list[s
     try:
         with ExitStack() as stack:
             client = client or connect(address, stack)
-            run = uuid.uuid4().hex[:12]
-            window = 2 * max(sum(client.nthreads().values()), 1)  # each thread busy while one result waits
-            pending = distributed.as_completed()
+            try:
+                run = uuid.uuid4().hex[:12]
+                window = 2 * max(sum(client.nthreads().values()), 1)  # each thread busy while one result waits
+                pending = distributed.as_completed()
 
-            def submit(i: int) -> None:
-                futures[i] = client.submit(run_piece, parts[i], spec, mode, i == 0,
-                                           sink.part_path(i) if dataset else None, key=f"gradcli-{run}-{i}",
-                                           priority=len(parts) - i, retries=0)
-                pending.add(futures[i])
+                def submit(i: int) -> None:
+                    futures[i] = client.submit(run_piece, parts[i], spec, mode, i == 0,
+                                               sink.part_path(i) if dataset else None, key=f"gradcli-{run}-{i}",
+                                               priority=len(parts) - i, retries=0)
+                    pending.add(futures[i])
 
-            total, submitted, finished, next_i = len(parts), 0, set(), 0
-            while submitted < min(window, total):
-                submit(submitted)
-                submitted += 1
-            for future in pending:
-                finished.add(int(future.key.rsplit("-", 1)[1]))
-                if progress is not None:
-                    progress(len(finished), total)
-                while next_i in finished:
-                    piece = _result(futures.pop(next_i))
-                    if sink is not None and piece.data is not None:
-                        sink.table(require("pyarrow").ipc.open_stream(piece.data).read_all())
-                    elif sink is None and piece.data:
-                        stdout.write(piece.data)
-                        stdout.flush()
-                    for lines in findings.merge(piece.findings):
-                        for line in lines:
-                            note(line)
-                    if piece.stop is not None:
-                        raise piece.stop
-                    next_i += 1
-                    if submitted < total:
-                        submit(submitted)
-                        submitted += 1
+                total, submitted, finished, next_i = len(parts), 0, set(), 0
+                while submitted < min(window, total):
+                    submit(submitted)
+                    submitted += 1
+                for future in pending:
+                    finished.add(int(future.key.rsplit("-", 1)[1]))
+                    if progress is not None:
+                        progress(len(finished), total)
+                    while next_i in finished:
+                        piece = _result(futures.pop(next_i))
+                        if sink is not None and piece.data is not None:
+                            sink.table(require("pyarrow").ipc.open_stream(piece.data).read_all())
+                        elif sink is None and piece.data:
+                            stdout.write(piece.data)
+                            stdout.flush()
+                        for lines in findings.merge(piece.findings):
+                            for line in lines:
+                                note(line)
+                        if piece.stop is not None:
+                            raise piece.stop
+                        next_i += 1
+                        if submitted < total:
+                            submit(submitted)
+                            submitted += 1
+            except BaseException:
+                if dataset:  # pieces still running write into the directory: let them finish before it goes
+                    _settle(client, list(futures.values()))
+                raise
         if sink is not None:
             sink.close()
     except BaseException:
@@ -501,6 +469,14 @@ def _later_piece(text: str, fmt: str) -> str:
     obj = json.loads(head)
     obj["check"]["symbolic"] = None
     return json.dumps(obj, allow_nan=False, ensure_ascii=False) + "\n" + rest
+
+
+def _settle(client: Any, futures: list[Any]) -> None:
+    """Wait (a minute at most) for the pieces still running; a lost cluster runs nothing more."""
+    distributed = require("distributed")
+    if futures and client.status == "running":
+        with contextlib.suppress(TimeoutError, OSError):  # OSError: the cluster's comm closed
+            distributed.wait(futures, timeout=60)
 
 
 def _result(future: Any) -> Any:

@@ -39,9 +39,9 @@ import numpy as np
 from .commands import Block, Chunk, Job
 from .errors import InputError, IOFault
 
-__all__ = ["EXTRA_HINT", "is_parquet", "parquet_files", "ParquetReader", "Piece", "pieces", "read_piece",
-           "read_table", "arrow_chunk", "validated_chunk", "result_names", "results_table", "results_frame",
-           "output_format", "OutputSink", "write_part", "BATCH_ROWS"]
+__all__ = ["EXTRA_HINT", "is_parquet", "parquet_files", "ParquetReader", "Piece", "pieces", "read_table",
+           "arrow_chunk", "validated_chunk", "result_names", "results_table", "results_frame", "output_format",
+           "OutputSink", "write_part", "BATCH_ROWS"]
 
 #: What to install when pyarrow, pandas or dask are missing.
 EXTRA_HINT = "pip install 'gradcli[dask]'"
@@ -49,8 +49,6 @@ EXTRA_HINT = "pip install 'gradcli[dask]'"
 BATCH_ROWS = 65_536
 _SUFFIXES = (".parquet", ".pq", ".parq")
 _OUTPUTS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-#: Hidden columns a partition carries so that its rows can be named (file, row within the file).
-FILE_COLUMN, ROW_COLUMN = "__gradcli_file__", "__gradcli_row__"
 
 
 def require(module: str) -> Any:
@@ -277,16 +275,6 @@ def read_table(piece: Piece) -> Any:
         raise InputError(f"--points {piece.path}: cannot read it ({_first_line(exc)})") from None
     table = pf.schema_arrow.empty_table()
     return table.select(columns) if columns is not None else table
-
-
-def read_piece(piece: Piece) -> Any:
-    """A piece's rows as a pandas DataFrame, with two hidden columns naming them (file, row in file)."""
-    pd = require("pandas")
-    frame = read_table(piece).to_pandas()
-    n = len(frame)
-    frame[FILE_COLUMN] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[piece.path])
-    frame[ROW_COLUMN] = np.arange(piece.first_row + 1, piece.first_row + n + 1, dtype=np.int64)
-    return frame
 
 
 def arrow_chunk(table: Any, needed: Sequence[str], defaults: dict[str, float], where: Any,
@@ -540,7 +528,10 @@ class OutputSink:
             self._file = None
         if self.fmt == "dataset":
             if self.tmp is not None:
-                shutil.rmtree(self.tmp, ignore_errors=True)
+                for _ in range(3):  # again if a late writer added a file while the tree was being removed
+                    shutil.rmtree(self.tmp, ignore_errors=True)
+                    if not os.path.lexists(self.tmp):
+                        break
                 self.tmp = None
             return
         try:

@@ -241,20 +241,18 @@ def test_dask_without_an_address_starts_a_local_cluster(tmp_path) -> None:
     assert cluster.stdout == single.stdout == "0.8775825618903728\n0.5403023058681398\n-0.4161468365471424\n"
 
 
-def test_a_partition_is_one_task_that_reads_and_evaluates_on_the_worker(data) -> None:
-    """No input frame travels between workers: each piece's one task reads it and returns only the results."""
+def test_with_output_dir_a_pieces_task_writes_its_file_and_sends_back_only_its_findings(data, tmp_path) -> None:
     from gradcli import ops
     from gradcli.commands import Job
     from gradcli.derive import prepare
     from gradcli.parquet import pieces
 
     spec = gdask.JobSpec.of(Job("d", (prepare(EXPR),), ("x",), ops.F64), ["x", "y"])
-    parts = pieces(str(data), ["x", "y"], keep_columns=False)
-    result = gdask.piece_table(spec, parts)
-    graph = dict(result.__dask_graph__())
-    names = [key[0].rsplit("-", 1)[0] for key in graph]
-    assert set(names) <= {"gradcli", "_to_string_dtype"}  # no read task: dask only fuses its dtype step in
-    assert names.count("gradcli") == len(parts) == 6
-    assert "Fused" in str(result.expr.optimize().tree_repr())
-    frame = result.partitions[3].compute(scheduler="sync")
-    assert list(frame.columns) == ["x", "y", "value", "check_ok", "check_rel_err", "certified", "error"]
+    parts = pieces(str(data), ["x", "y"], keep_columns=True)
+    out = tmp_path / "part-00003.parquet"
+    result = gdask.run_piece(parts[3], spec, "table", False, str(out))
+    assert (result.rows, result.data, result.stop, result.findings) == (1500, None, None, gdask.Findings())
+    assert len(pickle.dumps(result)) < 1000  # no row travels back
+    table = pq.read_table(str(out))
+    assert table.column_names == ["id", "x", "y", "value", "check_ok", "check_rel_err", "certified", "error"]
+    assert table.column("id").to_pylist() == list(range(4500, 6000))
