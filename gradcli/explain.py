@@ -63,22 +63,9 @@ class Explanation:
     taylor: tuple[tuple[str, str, tuple[float, ...]], ...] = field(default=())  # (node, op, c_0..c_K)
 
 
-class _Recorder(Tape):
-    """A Tape that also keeps what it records, in order, for display (GradientTape semantics otherwise)."""
-
-    def __init__(self, persistent: bool = False) -> None:
-        super().__init__(persistent=persistent)
-        self.log: list[tuple[ops.Primitive, tuple[Tensor, ...], Tensor, dict[str, Any]]] = []
-
-    def _record(self, prim: ops.Primitive, inputs: tuple[Tensor, ...], out: Tensor, params: dict[str, Any]) -> None:
-        before = len(self.operations_seen)
-        super()._record(prim, inputs, out, params)
-        if len(self.operations_seen) > before:
-            self.log.append((prim, inputs, out, params))
-
-    @property
-    def operations_seen(self) -> list[Any]:
-        return self._ops
+def _log(tape: Tape) -> list[tuple[ops.Primitive, tuple[Tensor, ...], Tensor, dict[str, Any]]]:
+    """What ``tape`` recorded, in order, as (primitive, inputs, output, params)."""
+    return [(op.prim, op.inputs, op.output, op.params) for op in tape.operations]
 
 
 def _engine(graph: Any, wrt: list[str]) -> tuple[str, str]:
@@ -222,30 +209,30 @@ def explain(expr: str, wrt: str | list[str] | None, at: dict[str, Any] | None) -
     variables = list(dict.fromkeys([*graph.variables, *names]))
     tensors = {v: Tensor(np.float64(at_f.get(v, 0.0))) for v in variables}
     # the tape of f, every variable watched: forward values, then the adjoints of one reverse sweep
-    outer = _Recorder(persistent=True) if len(names) == 2 else None
+    outer = Tape(persistent=True) if len(names) == 2 else None
     if outer is not None:
         outer.__enter__()
         outer.watch(list(tensors.values()))
     try:
-        with _Recorder() as inner:
+        with Tape() as inner:
             inner.watch(list(tensors.values()))
             y, labels = _forward(graph, tensors)
-        outs = [out for _, _, out, _ in inner.log]
+        outs = [op.output for op in inner.operations]
         grads = inner.gradient(y, [tensors[v] for v in variables] + outs, unconnected_gradients="zero")
     finally:
         if outer is not None:
             outer.__exit__(None, None, None)
     partials = {v: _scalar(g.value) for v, g in zip(variables, grads)}
-    tape = _steps(inner.log, labels, grads[len(variables):], "t")
+    tape = _steps(_log(inner), labels, grads[len(variables):], "t")
     nested = note = None
     if outer is not None:
         first = grads[variables.index(names[0])]  # ∂f/∂wrt[0], computed while the outer tape recorded
-        o_outs = [out for _, _, out, _ in outer.log]
+        o_outs = [op.output for op in outer.operations]
         o_grads = outer.gradient(first, [tensors[v] for v in variables] + o_outs, unconnected_gradients="zero")
         o_labels = dict(labels)
         for v, g in zip(variables, grads):
             o_labels[g.uid] = f"∂f/∂{v}"
-        nested = _steps(outer.log, o_labels, o_grads[len(variables):], "g")
+        nested = _steps(_log(outer), o_labels, o_grads[len(variables):], "g")
         second = _scalar(o_grads[variables.index(names[1])].value)
         note = (f"the outer tape recorded f and the inner tape's reverse sweep (ops g0, g1, ...); its own sweep "
                 f"from ∂f/∂{names[0]} gives ∂²f/∂{names[1]}∂{names[0]} = {second!r} as the adjoint of {names[1]}")

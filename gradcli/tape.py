@@ -36,7 +36,10 @@ class UnconnectedGradients(str, enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class _Op:
+class Operation:
+    """One operation a tape recorded: the registry primitive, its input tensors, its output and its
+    constant parameters (``Tape.operations``)."""
+
     prim: ops.Primitive
     inputs: tuple[Tensor, ...]
     output: Tensor
@@ -78,7 +81,7 @@ class Tape:
     def __init__(self, persistent: bool = False, watch_accessed_variables: bool = True) -> None:
         self.persistent = persistent
         self.watch_accessed_variables = watch_accessed_variables
-        self._ops: list[_Op] = []
+        self._ops: list[Operation] = []
         self._watched: dict[int, Tensor] = {}  # watched explicitly or on access, in order
         self._reached: set[int] = set()  # outputs of recorded operations
         self._recording = False
@@ -114,6 +117,11 @@ class Tape:
                                 "(wrap it with gradcli.constant)")
             self._watched.setdefault(t.uid, t)
 
+    @property
+    def operations(self) -> tuple[Operation, ...]:
+        """The operations recorded so far, in order (``gradcli explain`` prints them)."""
+        return tuple(self._ops)
+
     def watched_variables(self) -> tuple[Variable, ...]:
         """The :class:`~gradcli.Variable` objects this tape watches, in the order it began watching them."""
         return tuple(t for t in self._watched.values() if isinstance(t, Variable))
@@ -129,7 +137,7 @@ class Tape:
                 if isinstance(t, Variable) and t.trainable:
                     self._watched.setdefault(t.uid, t)
         if any(self._tracks(t) for t in inputs):
-            self._ops.append(_Op(prim, inputs, out, params))
+            self._ops.append(Operation(prim, inputs, out, params))
             self._reached.add(out.uid)
 
     def stop_recording(self) -> AbstractContextManager[None]:

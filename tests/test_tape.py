@@ -651,3 +651,13 @@ def test_gradients_of_mpf_object_arrays_keep_forty_digits() -> None:
             for got, order in ((dy, 1), (d2y, 2)):
                 want = sympy.diff(f, X, order).evalf(50, subs={X: sympy.Rational(v)})
                 assert abs(got.numpy()[i] - mpmath.mpf(str(want))) < mpmath.mpf("1e-40")
+
+
+def test_a_tape_lists_what_it_recorded_in_order() -> None:
+    x = gradcli.Variable(2.0)
+    with gradcli.Tape() as tape:
+        y = gradcli.sin(x) * x
+    ops_seen = tape.operations
+    assert [op.prim.name for op in ops_seen] == ["sin", "mul"]
+    assert ops_seen[-1].output is y and ops_seen[0].inputs[0] is x
+    assert float(tape.gradient(y, x)) == pytest.approx(math.cos(2.0) * 2.0 + math.sin(2.0), rel=1e-15)
