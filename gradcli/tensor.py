@@ -208,6 +208,14 @@ def apply(prim: ops.Primitive, *args: Any, **params: Any) -> Tensor:
 
 def _make(prim: ops.Primitive) -> Any:
     def fn(*args: Any, **params: Any) -> Tensor:
+        # a constant parameter may come first, as in EXPR: besselj(nu, x) is besselj(x, nu=nu)
+        lead = len(args) - prim.arity
+        if 0 < lead <= len(prim.params):
+            given = dict(zip(prim.params, args[:lead]))
+            twice = sorted(set(given) & set(params))
+            if twice:
+                raise TypeError(f"{prim.name}() got {twice[0]!r} twice (positionally and by name)")
+            params, args = {**given, **params}, args[lead:]
         return apply(prim, *args, **params)
 
     fn.__name__ = prim.name

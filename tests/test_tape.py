@@ -661,3 +661,14 @@ def test_a_tape_lists_what_it_recorded_in_order() -> None:
     assert [op.prim.name for op in ops_seen] == ["sin", "mul"]
     assert ops_seen[-1].output is y and ops_seen[0].inputs[0] is x
     assert float(tape.gradient(y, x)) == pytest.approx(math.cos(2.0) * 2.0 + math.sin(2.0), rel=1e-15)
+
+
+def test_a_constant_parameter_may_come_first_as_in_expr() -> None:
+    x = gradcli.Variable(1.3)
+    with gradcli.Tape() as tape:
+        y = gradcli.besselj(mpmath.mpf(1) / 3, x)  # besselj(nu, x), the expression syntax's order
+    want = mpmath.diff(lambda v: mpmath.besselj(mpmath.mpf(1) / 3, v), mpmath.mpf("1.3"))
+    assert float(y) == pytest.approx(float(mpmath.besselj(mpmath.mpf(1) / 3, mpmath.mpf("1.3"))), rel=1e-14)
+    assert float(tape.gradient(y, x)) == pytest.approx(float(want), rel=1e-13)
+    with pytest.raises(TypeError, match="'nu' twice"):
+        gradcli.besselj(0.5, x, nu=0.5)
