@@ -8,6 +8,8 @@ constant-expression strings (``"pi/4"``) or numpy arrays (vectorised over points
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -90,6 +92,13 @@ def _evaluate(job: Any, at: dict[str, Any]) -> Any:
     return block
 
 
+#: Jobs of recent calls, by what they are made of (expressions by identity: :func:`_prepared` keeps them),
+#: so a repeated call reuses the job's ball-engine plan and its sympy oracles.
+_JOBS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_JOBS_LOCK = threading.Lock()
+_JOBS_MAX = 64
+
+
 def _job(command: str, preps: list[Prepared], names: list[str], bk: ops.Backend, digits: int | None, *,
          check: bool = False, tol: float = 1e-8, check_timeout: float = 5.0, order: int = 0,
          engine: str = "auto") -> Any:
@@ -99,8 +108,20 @@ def _job(command: str, preps: list[Prepared], names: list[str], bk: ops.Backend,
         raise InputError(f"tol must be a number between 0 and 1, got {tol!r}")
     if engine not in ("auto", "taylor", "reverse"):
         raise InputError(f"unknown engine {engine!r}: use auto, taylor or reverse")
-    return Job(command, tuple(preps), tuple(names), bk, digits=digits, check=check, tol=float(tol),
-               check_timeout=check_timeout, order=order, engine=engine)
+    key = (command, tuple(id(p) for p in preps), tuple(names), bk, digits, bool(check), float(tol),
+           float(check_timeout), order, engine)
+    with _JOBS_LOCK:
+        job = _JOBS.get(key)
+        if job is not None and all(a is b for a, b in zip(job.preps, preps)):
+            _JOBS.move_to_end(key)
+            return job
+    job = Job(command, tuple(preps), tuple(names), bk, digits=digits, check=check, tol=float(tol),
+              check_timeout=check_timeout, order=order, engine=engine)
+    with _JOBS_LOCK:
+        _JOBS[key] = job
+        while len(_JOBS) > _JOBS_MAX:
+            _JOBS.popitem(last=False)
+    return job
 
 
 def _reports(fn: Any) -> Any:

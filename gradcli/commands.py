@@ -483,9 +483,11 @@ def _point(job: Job, chunk: Chunk, i: int) -> dict[str, Any]:
 
 
 def _certify_rows(job: Job, chunk: Chunk, rows: Any, values: np.ndarray, extra: dict[str, np.ndarray],
-                  certs: dict[int, list[Certificate]], outcomes: dict[int, list[Outcome]]) -> None:
+                  certs: dict[int, list[Certificate]], outcomes: dict[int, list[Outcome]], *,
+                  candidates: bool = True) -> None:
     """Put ``rows`` through the ball engine: their outcomes go to ``outcomes``, values and certificates
-    are updated in place."""
+    are updated in place. ``candidates``: ``values`` hold float64's values, for the balls to confirm
+    (else the balls give the values)."""
     flat = values.reshape(chunk.size, -1)
     coeffs = extra.get("coefficients")
     for i in rows:
@@ -495,7 +497,7 @@ def _certify_rows(job: Job, chunk: Chunk, rows: Any, values: np.ndarray, extra: 
         col = 0
         for g in job.plan:
             cands = None
-            if flat.dtype != object:
+            if candidates and flat.dtype != object:
                 cands = [float(x) for x in flat[i, col : col + g.order + 1 if g.taylor else col + 1]]
                 if g.taylor:
                     cands += [float(x) for x in coeffs[i]] if coeffs is not None else [None] * (g.order + 1)
@@ -567,7 +569,7 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
             rows = np.union1d(np.flatnonzero(flagged), sample)
     certs: dict[int, list[Certificate]] = {}
     outcomes: dict[int, list[Outcome]] = {}
-    _certify_rows(job, chunk, rows, values, extra, certs, outcomes)
+    _certify_rows(job, chunk, rows, values, extra, certs, outcomes, candidates=not balls_only)
     if not balls_only and n > DIRECT_ROWS:
         missed = [i for i in sample if not all(c.ok and not c.replaced for c in certs[int(i)])]
         if missed:  # the estimate let a wrong row through: certify every row of this chunk
