@@ -51,6 +51,12 @@ class Backend:
             return np.vectorize(self.scalar, otypes=[object])(arr) if arr.size else arr
         return np.asarray(values, dtype=np.float64)
 
+    def params(self, params: Any) -> dict[str, Any]:
+        """A node's constant parameters (a dict or (name, value) pairs) for this backend's rules: the
+        exponent ``p`` as this backend's scalar; the others (integer orders, a Bessel order) as they are."""
+        items = params.items() if isinstance(params, dict) else params
+        return {k: (self.scalar(v) if k == "p" else v) for k, v in items}
+
     def zeros(self, shape: tuple[int, ...]) -> np.ndarray:
         if self.is_mp:
             out = np.empty(shape, dtype=object)

@@ -290,7 +290,7 @@ def _tensor_eval(graph: Graph, variables: dict[str, Any], bk: ops.Backend) -> An
         lambda name: variables[name],
         lambda c: Tensor(np.asarray(bk.scalar(c), dtype=object) if bk.is_mp else bk.scalar(c)),
         lambda i, prim, args, params: apply(
-            prim, *args, **{k: (bk.scalar(v) if k == "p" else v) for k, v in params.items()}
+            prim, *args, **bk.params(params)
         ),
     )
     return values[graph.output]

@@ -149,10 +149,6 @@ def _namespace() -> SimpleNamespace:
 D = _namespace()
 
 
-def _params(bk: ops.Backend, params: dict[str, Any]) -> dict[str, Any]:
-    return {k: (bk.scalar(v) if k == "p" else v) for k, v in params.items()}
-
-
 def _sweep(graph: Graph, wrt: list[str], dirs: list[int], point: dict[str, np.ndarray], bk: ops.Backend) -> np.ndarray:
     """Rows ``dirs`` of the Hessian at the points given (arrays of length P): shape (P, len(dirs), n)."""
     npts = next(iter(point.values())).shape[0] if point else 1
@@ -174,7 +170,7 @@ def _sweep(graph: Graph, wrt: list[str], dirs: list[int], point: dict[str, np.nd
         return Dual(c, bk)
 
     def op(i: int, prim: ops.Primitive, args: list[Dual], params: dict[str, Any]) -> Dual:
-        return Dual(_RULES[prim.name](bk, *(a.c for a in args), **_params(bk, params)), bk)
+        return Dual(_RULES[prim.name](bk, *(a.c for a in args), **bk.params(params)), bk)
 
     with np.errstate(all="ignore"):
         return _reverse(graph, wrt, walk(graph, var, const, op), const, bk, nd, npts)
@@ -190,7 +186,7 @@ def _reverse(graph: Graph, wrt: list[str], values: list[Dual], const: Any, bk: o
         if g is None or node.op in ("var", "const"):
             continue
         inputs = [values[j] for j in node.inputs]
-        cts = ops.REGISTRY[node.op].vjp(D, g, values[i], *inputs, **_params(bk, dict(node.params)))
+        cts = ops.REGISTRY[node.op].vjp(D, g, values[i], *inputs, **bk.params(node.params))
         for j, ct in zip(node.inputs, cts):
             if ct is None or graph.nodes[j].op == "const":
                 continue

@@ -135,7 +135,7 @@ def _forward(graph: Any, tensors: dict[str, Tensor]) -> tuple[Tensor, dict[int, 
     def op(i: int, prim: ops.Primitive, args: list[Tensor], params: dict[str, Any]) -> Tensor:
         from .tensor import apply
 
-        out = apply(prim, *args, **{k: (ops.F64.scalar(v) if k == "p" else v) for k, v in params.items()})
+        out = apply(prim, *args, **ops.F64.params(params))
         names[out.uid] = label[i]
         return out
 
@@ -172,7 +172,7 @@ def _taylor_table(graph: Any, var: str, at: dict[str, float], order: int) -> tup
 
     def op(i: int, prim: ops.Primitive, args: list[np.ndarray], params: dict[str, Any]) -> np.ndarray:
         with np.errstate(all="ignore"):
-            return prim.taylor(bk, *args, **{k: (bk.scalar(v) if k == "p" else v) for k, v in params.items()})
+            return prim.taylor(bk, *args, **bk.params(params))
 
     values = walk(graph, seed, const, op)
     rows = []

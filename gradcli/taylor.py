@@ -74,10 +74,6 @@ def _frozen(out: np.ndarray, lead: int) -> np.ndarray:
     return flat.reshape(out.shape)
 
 
-def _params(bk: ops.Backend, params: dict[str, Any]) -> dict[str, Any]:
-    return {k: (bk.scalar(v) if k == "p" else v) for k, v in params.items()}
-
-
 def propagate(graph: Graph, seeds: dict[str, np.ndarray], bk: ops.Backend, npoints: int) -> tuple[np.ndarray, Failure]:
     """Univariate Taylor series of the graph's output, given each variable's series ``(K+1, P)``."""
     order = next(iter(seeds.values())).shape[0] - 1 if seeds else 0
@@ -94,7 +90,7 @@ def propagate(graph: Graph, seeds: dict[str, np.ndarray], bk: ops.Backend, npoin
         if i in graph.guards:  # a domain guard: its value alone
             args = [a[:1] for a in args]
         with np.errstate(all="ignore"):
-            out = prim.taylor(bk, *args, **_params(bk, params))
+            out = prim.taylor(bk, *args, **bk.params(params))
         if not moves[i]:
             out = _frozen(out, 1)
         note(i, out)
@@ -219,7 +215,7 @@ class _ArrayRing:
         return _mmul(a, b)
 
     def lift(self, prim: ops.Primitive, u: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-        return _lift(self.bk, prim, u, {k: (self.bk.scalar(v) if k == "p" else v) for k, v in params.items()})
+        return _lift(self.bk, prim, u, self.bk.params(params))
 
     @staticmethod
     def origin(a: np.ndarray) -> np.ndarray:
@@ -253,7 +249,7 @@ def propagate_multi(
         if i in graph.guards:  # a domain guard: its value alone
             args = [a[(slice(0, 1),) * (a.ndim - 1)] for a in args]
         with np.errstate(all="ignore"):
-            out = _multi_rule(bk, prim, args, _params(bk, params))
+            out = _multi_rule(bk, prim, args, bk.params(params))
         if not moves[i]:
             out = _frozen(out, 1)
         note(i, out)
