@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import mpmath
 import numpy as np
 import pytest
 import sympy
@@ -12,8 +13,9 @@ from gradcli import batch, ops
 from gradcli.derive import derivative_values, gradient_values, hessian_values, prepare
 from gradcli.errors import InputError
 
-P = 2 * batch.MIN_POINTS + 123  # the fused path, several blocks below
-HALF = P // 2  # under MIN_POINTS: the plain path
+P = 2 * batch.MIN_POINTS + 123  # the fused path (blocks: test_threads_and_blocks_do_not_change_values)
+PH = batch.MIN_POINTS + 123  # Hessians (the plain engine's are slower)
+PIECE = batch.MIN_POINTS - 1  # the plain path
 
 
 def _unary_names() -> list[str]:
@@ -54,15 +56,17 @@ def _expressions(count: int) -> list[str]:
     return out
 
 
-def _points(seed: int) -> dict[str, np.ndarray]:
+def _points(seed: int, n: int = P) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     # mostly inside the usual domains, some outside (log of a negative, asin beyond 1)
-    return {"x": rng.uniform(-1.2, 2.5, P), "y": rng.uniform(-2.5, 1.2, P)}
+    return {"x": rng.uniform(-1.2, 2.5, n), "y": rng.uniform(-2.5, 1.2, n)}
 
 
 def _plain(fn, graph, wrt, pts):
-    """The plain engine, in halves small enough that the fused evaluator is not used (rows are independent)."""
-    parts = [fn(graph, wrt, {k: v[a:b] for k, v in pts.items()}, ops.F64, b - a) for a, b in ((0, HALF), (HALF, P))]
+    """The plain engine, in pieces small enough that the fused evaluator is not used (rows are independent)."""
+    n = len(next(iter(pts.values())))
+    cuts = [(a, min(n, a + PIECE)) for a in range(0, n, PIECE)]
+    parts = [fn(graph, wrt, {k: v[a:b] for k, v in pts.items()}, ops.F64, b - a) for a, b in cuts]
     vals = np.concatenate([p[0] for p in parts])
     bad = np.concatenate([p[1].bad for p in parts])
     culprit = np.concatenate([p[1].culprit for p in parts])
@@ -83,33 +87,63 @@ def test_fused_gradient_equals_the_plain_engine_bit_for_bit_with_the_same_failur
     np.testing.assert_array_equal(out[~bad], ref[~bad], err_msg=text)
 
 
-@pytest.mark.parametrize("text", EXPRS)
+def _exact_hessians(text: str, pts: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """sympy's Hessian at 50 digits at the given rows: the independent oracle."""
+    prep = prepare(text)
+    x, y = sorted(prep.expr.free_symbols, key=str)  # the parser's symbols (with their assumptions)
+    entries = [sympy.lambdify((x, y), sympy.diff(prep.expr, a, b), "mpmath") for a in (x, y) for b in (x, y)]
+    with mpmath.workdps(50):
+        return np.array([[float(sympy.re(f(mpmath.mpf(pts["x"][r]), mpmath.mpf(pts["y"][r])))) for f in entries]
+                         for r in rows]).reshape(-1, 2, 2)
+
+
+def _assert_hessians_agree(text: str, pts: dict[str, np.ndarray], out: np.ndarray, ref: np.ndarray,
+                           good: np.ndarray) -> None:
+    """The fused Hessian within 1e-13 of the plain engine's (relative to the row's largest entry). The
+    two use different formulas (the registry's reverse rules against its Taylor rules), so where they
+    differ more, one or both lost digits to cancellation: at those rows both are compared with sympy's
+    50-digit Hessian, and the fused one must be within 4x the plain one's error (and 1e-13)."""
+    scale = np.maximum(np.abs(ref).reshape(-1, 4).max(axis=1), 1e-300)
+    err = np.abs(out - ref).reshape(-1, 4).max(axis=1) / scale
+    rows = np.flatnonzero(good & ~(err <= 1e-13))
+    assert rows.size <= len(out) // 100, (text, rows.size)  # rare, or a bug
+    if rows.size:
+        exact = _exact_hessians(text, pts, rows)
+        norm = np.maximum(np.abs(exact).reshape(-1, 4).max(axis=1), 1e-300)
+        fused = np.abs(out[rows] - exact).reshape(-1, 4).max(axis=1) / norm
+        plain = np.abs(ref[rows] - exact).reshape(-1, 4).max(axis=1) / norm
+        worst = int(np.argmax(fused / np.maximum(plain, 1e-13)))
+        assert (fused <= 4 * np.maximum(plain, 1e-13)).all(), (
+            text, {k: float(v[rows[worst]]) for k, v in pts.items()}, fused[worst], plain[worst])
+    np.testing.assert_array_equal(out, np.swapaxes(out, 1, 2))
+
+
+#: The plain engine's Hessian raises TypeError on this one (a polygamma Taylor rule meets an mpmath
+#: complex at gamma of a large negative argument, e.g. x = 0.0044, y = -0.163); the fused one does not.
+PLAIN_HESSIAN_RAISES = {"gamma((atan2(x, y)) / ((x) * (y)))"}
+HESSIAN_EXPRS = [pytest.param(t, marks=pytest.mark.xfail(raises=TypeError, strict=True))
+                 if t in PLAIN_HESSIAN_RAISES else t for t in EXPRS]
+
+
+@pytest.mark.parametrize("text", HESSIAN_EXPRS)
 def test_fused_hessian_matches_the_plain_engine_with_the_same_failures(text: str) -> None:
     graph = prepare(text).graph
-    pts = _points(len(text) + 1)
+    pts = _points(len(text) + 1, PH)
     ref, bad, culprit = _plain(hessian_values, graph, ["x", "y"], pts)
-    out, fail = hessian_values(graph, ["x", "y"], pts, ops.F64, P)
+    out, fail = hessian_values(graph, ["x", "y"], pts, ops.F64, PH)
     np.testing.assert_array_equal(fail.bad, bad, err_msg=text)
     np.testing.assert_array_equal(fail.culprit, culprit, err_msg=text)
-    good = ~bad
-    scale = np.abs(ref[good]).reshape(-1, 4).max(axis=1)[:, None, None]
-    err = np.abs(out[good] - ref[good]) / np.maximum(scale, 1e-300)
-    assert err.max(initial=0.0) <= 1e-13, (text, err.max())
-    np.testing.assert_array_equal(out, np.swapaxes(out, 1, 2))
+    _assert_hessians_agree(text, pts, out, ref, ~bad)
 
 
-@pytest.mark.parametrize("text", EXPRS)
+@pytest.mark.parametrize("text", HESSIAN_EXPRS)
 def test_stacked_directions_give_the_plain_engines_hessian_and_flag_its_failures(text: str) -> None:
     graph = prepare(text).graph
-    pts = _points(len(text) + 1)
+    pts = _points(len(text) + 1, PH)
     ref, bad, _ = _plain(hessian_values, graph, ["x", "y"], pts)
-    out, suspect = batch.hessian(graph, ["x", "y"], pts, P, stacked=True, block=1000)
+    out, suspect = batch.hessian(graph, ["x", "y"], pts, PH, stacked=True, block=1000)
     assert suspect[bad].all(), text  # every failing row reaches the exact analysis
-    good = ~bad
-    scale = np.abs(ref[good]).reshape(-1, 4).max(axis=1)[:, None, None]
-    err = np.abs(out[good] - ref[good]) / np.maximum(scale, 1e-300)
-    assert err.max(initial=0.0) <= 1e-13, (text, err.max())
-    np.testing.assert_array_equal(out, np.swapaxes(out, 1, 2))
+    _assert_hessians_agree(text, pts, out, ref, ~bad)
 
 
 def test_fused_first_derivative_equals_the_plain_engine() -> None:
@@ -141,16 +175,19 @@ def test_fused_gradient_and_hessian_agree_with_sympy(text: str) -> None:
             np.testing.assert_allclose(hess[:, i, j], want, rtol=1e-11, atol=1e-12)
 
 
-def test_threads_and_blocks_do_not_change_values() -> None:
-    graph = prepare(H).graph
+@pytest.mark.parametrize("text", [H, *[t for t in EXPRS if "gamma" not in t][:6]])  # gamma's kernels are slow
+def test_threads_and_blocks_do_not_change_values(text: str) -> None:
+    graph = prepare(text).graph
     pts = _points(11)
-    one, s1 = batch.gradient(graph, ["x", "y"], pts, P, threads=1)
+    one, s1 = batch.gradient(graph, ["x", "y"], pts, P, threads=1, block=P)
     many, s2 = batch.gradient(graph, ["x", "y"], pts, P, threads=3, block=1000)
     np.testing.assert_array_equal(one, many)
     np.testing.assert_array_equal(s1, s2)
-    h1, _ = batch.hessian(graph, ["x", "y"], pts, P, threads=1)
-    h2, _ = batch.hessian(graph, ["x", "y"], pts, P, threads=2, block=777)
-    np.testing.assert_array_equal(h1, h2)
+    for stacked in (False, True):
+        h1, t1 = batch.hessian(graph, ["x", "y"], pts, P, threads=1, block=P, stacked=stacked)
+        h2, t2 = batch.hessian(graph, ["x", "y"], pts, P, threads=2, block=777, stacked=stacked)
+        np.testing.assert_array_equal(h1, h2)
+        np.testing.assert_array_equal(t1, t2)
 
 
 def test_gradcli_threads_must_be_a_positive_whole_number(monkeypatch: pytest.MonkeyPatch) -> None:
