@@ -11,7 +11,9 @@ per round, round after round, so a change of load on a shared machine falls on a
 figure is the median over the rounds. Peak memory of the evaluator and of the baseline comes from
 tracemalloc in a fresh subprocess each. One-shot cost: ``gradcli.gradient`` at one point, warm (median)
 and cold (a fresh interpreter: import and first call), and whether that call imported the fused
-evaluator (it must not). Prints PASS/FAIL per target of issue 14, with the threads and block size.
+evaluator (it must not). Values: the fused gradient against the plain engine's bit for bit, the
+Hessian's largest relative difference, at the same points. Prints PASS/FAIL per target of issue 14,
+with the threads and block size.
 """
 
 from __future__ import annotations
@@ -158,6 +160,30 @@ print(tracemalloc.get_traced_memory()[1])
     return int(out.stdout.strip().splitlines()[-1]) / 2**20
 
 
+def against_plain(n: int) -> tuple[bool, float, int]:
+    """The fused values against the plain engine's (the tape and gradcli.dual, run in pieces too small
+    for the fused evaluator) at the same n points: gradient bit for bit; the Hessian's largest
+    difference relative to its row's largest entry, and how many rows differ at all."""
+    from gradcli import batch, ops
+    from gradcli.derive import gradient_values, hessian_values, prepare
+
+    x, y = points(n)
+    graph = prepare(EXPR).graph
+    cuts = range(0, n, batch.MIN_POINTS - 1)
+
+    def plain(fn: Callable[..., Any]) -> np.ndarray:
+        return np.concatenate([fn(graph, ["x", "y"], {"x": x[a:a + batch.MIN_POINTS - 1],
+                                                       "y": y[a:a + batch.MIN_POINTS - 1]},
+                                  ops.F64, min(n, a + batch.MIN_POINTS - 1) - a)[0] for a in cuts])
+
+    grad = gradient_values(graph, ["x", "y"], {"x": x, "y": y}, ops.F64, n)[0]
+    hess = hessian_values(graph, ["x", "y"], {"x": x, "y": y}, ops.F64, n)[0]
+    ref = plain(hessian_values)
+    diff = np.abs(hess - ref).reshape(n, 4).max(axis=1)
+    rel = diff / np.maximum(np.abs(ref).reshape(n, 4).max(axis=1), 1e-300)
+    return bool(np.array_equal(grad, plain(gradient_values))), float(rel.max()), int((diff > 0).sum())
+
+
 ONE_POINT = {"x": 0.3, "y": 0.4}
 _COLD = f"""
 import sys, time
@@ -213,12 +239,15 @@ def main() -> None:
     both = median_ms(fns, args.repeat)
     ms = {name: wall for name, (wall, _) in both.items()}
     mem = {k: peak(k, n, args.threads, block) for k in ("numpy grad", "gradcli grad", "numpy hess", "gradcli hess")}
+    same_grad, hess_rel, hess_rows = against_plain(n)
     load1 = os.getloadavg()[0]
     if args.json:
         cpu = {name: c for name, (_, c) in both.items()}
         print(json.dumps({"ms": ms, "cpu_ms": cpu, "peak_mib": mem, "threads": threads, "block": block,
                           "one_point_ms": warm,
-                          "cold_ms": cold, "one_point_imports_batch": imported, "load": [load0, load1]}))
+                          "cold_ms": cold, "one_point_imports_batch": imported, "load": [load0, load1],
+                          "gradient_bit_identical": same_grad, "hessian_max_rel_diff": hess_rel,
+                          "hessian_rows_differing": hess_rows}))
         return
     print(f"H = {EXPR}, {n} points, warm, median of {args.repeat} rounds (each system once per round)")
     print(f"gradcli: threads={threads} block={block} points; cores={os.cpu_count()}, "
@@ -229,7 +258,7 @@ def main() -> None:
     for k, v in mem.items():
         print(f"  peak {k:21s} {v:9.1f} MiB")
     print(f"  gradcli.gradient, one point: {warm * 1e3:7.0f} us warm; {cold:6.0f} ms cold (import + first call)")
-    print("targets (10^6 points, warm):")
+    print(f"targets ({n} points, warm):")
 
     def target(what: str, value: str, ok: bool | None) -> None:
         verdict = "skipped" if ok is None else ("PASS" if ok else "FAIL")
@@ -252,6 +281,10 @@ def main() -> None:
         a, b = mem[f"gradcli {k}"], mem[f"numpy {k}"]
         target(f"peak memory {what}: gradcli / baseline", f"{a / b:.2f} (target <= 1)", a <= b)
     target("one-point call does not import gradcli.batch", "imported" if imported else "not imported", not imported)
+    target(f"gradient = plain engine bit for bit, {n} pts", "identical" if same_grad else "differs", same_grad)
+    target("Hessian vs plain engine (other formulas)", f"{hess_rel:.1e} (<= 1e-13)", hess_rel <= 1e-13)
+    print(f"  ({hess_rows} of {n} Hessian rows differ from the plain engine's at all; relative to the row's"
+          " largest entry)")
 
 
 if __name__ == "__main__":
