@@ -606,7 +606,7 @@ def run(prog: Program, point: dict[str, np.ndarray], npoints: int, sink: Callabl
 
     Blocks are handed out in order from one counter, so a worker that the OS sets aside for a while
     (a loaded machine) delays nothing: the others take the next blocks. The calling thread is a worker."""
-    size = int(block or BLOCK)
+    size = max(1, min(int(block or BLOCK), npoints))  # a call smaller than a block gets buffers its size
     nblocks = max(1, math.ceil(npoints / size))
     nthreads = min(threads_from(threads), nblocks)
     suspect = np.zeros(npoints, dtype=bool)
