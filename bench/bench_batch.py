@@ -65,6 +65,31 @@ def numpy_gradient(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
+def sin_cos_floor(y: np.ndarray, block: int, threads: int) -> Callable[[], Any]:
+    """np.sin and np.cos of 3*y, block by block on ``threads`` threads: the part of H's gradient no
+    evaluator bit-identical to gradcli's engine (libm's sin and cos, as numpy calls them) can skip.
+    On one thread it bounds what any such evaluator can gain on one core; the ratio of the one-thread
+    and two-thread figures is the parallel speed-up the machine offers at this moment."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    t = 3 * y
+    s, c = np.empty_like(t), np.empty_like(t)
+
+    def part(k: int) -> None:
+        for p0 in range(k * block, t.size, threads * block):
+            np.sin(t[p0:p0 + block], out=s[p0:p0 + block])
+            np.cos(t[p0:p0 + block], out=c[p0:p0 + block])
+
+    def run() -> None:
+        if threads == 1:
+            part(0)
+            return
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(part, range(threads)))
+
+    return run
+
+
 def numpy_hessian(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     e = np.exp(-(x * x + y * y))
     s, c = np.sin(3 * y), np.cos(3 * y)
@@ -247,6 +272,8 @@ def main() -> None:
     fns: dict[str, Callable[[], Any]] = {
         "numpy grad": lambda: numpy_gradient(x, y),
         "numpy hess": lambda: numpy_hessian(x, y),
+        "sin+cos alone, 1 thread": sin_cos_floor(y, block, 1),
+        f"sin+cos alone, {threads} threads": sin_cos_floor(y, block, threads),
         **gradcli_fns(n, args.threads),
         **jax_fns(n),
         **torch_fns(n),
@@ -276,6 +303,10 @@ def main() -> None:
     for k, v in mem.items():
         print(f"  peak {k:21s} {v:9.1f} MiB")
     print(f"  gradcli.gradient, one point: {warm * 1e3:7.0f} us warm; {cold:6.0f} ms cold (import + first call)")
+    floor1, floorn = ms["sin+cos alone, 1 thread"], ms[f"sin+cos alone, {threads} threads"]
+    print(f"  parallel speed-up the machine gives now (sin+cos alone, {threads} threads): {floor1 / floorn:.2f}x")
+    print(f"  on one core, numpy baseline / any bit-identical gradient <= {ms['numpy grad'] / floor1:.2f}"
+          " (the baseline over sin+cos alone)")
     print(f"targets ({n} points, warm):")
 
     def target(what: str, value: str, ok: bool | None) -> None:
