@@ -50,6 +50,6 @@ def test_oracle_is_bounded_by_its_timeout_and_says_so() -> None:
     start = time.monotonic()
     oracle = Oracle(expr, lower(expr), ["x"] * 40, 0.5)
     result = oracle.check({"x": 0.5}, 0.0, tol=1e-8)
-    assert time.monotonic() - start < 3.0
+    assert time.monotonic() - start < 0.5 + 10  # the budget, and room for a loaded machine: never a hang
     assert result.skipped
     assert result.ok is None or result.method == "mpmath.diff"

@@ -4,6 +4,7 @@ whitespace-separated points, EXPR from stdin or a file, and the line and header 
 from __future__ import annotations
 
 import io
+import math
 import os
 import shutil
 import subprocess
@@ -145,24 +146,27 @@ def test_a_line_at_the_limit_is_read(end: bytes) -> None:
 
 
 def test_long_lines_read_in_linear_time() -> None:
-    def elapsed(n: int) -> float:
+    def cpu(n: int) -> float:  # CPU seconds, the least of three runs: other processes do not count
         data = b"x\n1\n" + b" " * n + b"2\n"  # one long line (spaces around a number)
-        start = time.perf_counter()
-        with pytest.raises(InputError):
-            read_all(data + b"y" * (MAX_LINE_BYTES + 1))
-        return time.perf_counter() - start
+        best = math.inf
+        for _ in range(3):
+            start = time.process_time()
+            with pytest.raises(InputError):
+                read_all(data + b"y" * (MAX_LINE_BYTES + 1))
+            best = min(best, time.process_time() - start)
+        return best
 
-    small, large = elapsed(1 << 16), elapsed(1 << 19)
-    assert large < 0.5 and large < 20 * small + 0.05  # linear: 8x the bytes, not 64x the time
+    small, large = cpu(1 << 16), cpu(1 << 19)
+    assert large < 24 * small + 0.05  # linear: 8x the bytes, not 64x the time
 
 
 def test_dev_zero_ends_within_a_second() -> None:
     if not os.path.exists("/dev/zero"):
         pytest.skip("no /dev/zero")
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: what the reader spends, whatever else the machine runs
     with open("/dev/zero", "rb") as f, pytest.raises(InputError, match="line 1: the line is longer than 1 MiB"):
         list(PointsReader(f, ["x"], {}, ops.F64, name="/dev/zero"))
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 def test_dev_zero_through_the_cli_is_exit_2() -> None:

@@ -349,7 +349,7 @@ def test_check_at_order_100_stands_on_the_certificate_when_sympy_does_not_finish
     assert check["method"] == "ball" and check["certified"] is True and check["ok"] is True
     assert "did not finish" in check["skipped"] and check["symbolic_value"] is None
     assert "skipped" in err and "certificate" in err
-    assert elapsed < 5 + 2
+    assert elapsed < 5 + 20  # the --check-timeout budget, and room for a loaded machine: never a hang
 
 
 def test_check_that_cannot_finish_is_reported_as_skipped_within_the_timeout(capsys) -> None:
