@@ -307,21 +307,21 @@ def _verdict(b: arb, candidate: Any, tol: float, digits: int | None, bits: int) 
         with mpmath.workdps(digits + 10):
             value = _mpf(text)
         return Outcome(value, Certificate(True, bits=bits, radius=_rad(b), mid=_mid(b, digits)))
+    m = float(b.mid())
     if b.abs_lower() > _FLOAT_MAX:
-        return Outcome(math.inf, Certificate(True, bits=bits, radius=_rad(b), mid=float(b.mid())),
-                       error="range")
+        return Outcome(math.inf, Certificate(True, bits=bits, radius=_rad(b), mid=m), error="range")
     scale = max(float(b.abs_lower()), SMALL)
 
     def within(v: float) -> bool:
         return float((b - arb(v)).abs_upper()) <= tol * scale
 
-    cert = Certificate(True, bits=bits, radius=_rad(b), mid=float(b.mid()))
+    cert = Certificate(True, bits=bits, radius=_rad(b), mid=m)
     if candidate is None or math.isnan(candidate):  # no float64 value to confirm: the ball's own
         candidate, missing = None, True
     else:
         missing = False
     ok = missing or math.isfinite(candidate) and within(float(candidate))
-    nearest = _nearest_double(b)
+    nearest = _nearest_double(b, m)
     if nearest is not None and (ok or within(nearest)):
         # the ball pins the true value's nearest double: print it (exp's 10th derivative at 0 is 1.0,
         # not float64's 0.9999999999999997); "replaced" only when float64 missed the tolerance
@@ -332,7 +332,6 @@ def _verdict(b: arb, candidate: Any, tol: float, digits: int | None, bits: int) 
     replaced = cert if missing else Certificate(True, bits=bits, radius=cert.radius, mid=cert.mid, replaced=True)
     if b.contains(0) and within(0.0):
         return Outcome(0.0, replaced)
-    m = float(b.mid())
     if math.isfinite(m) and within(m):
         return Outcome(m, replaced)
     return None
@@ -350,11 +349,11 @@ def _ends(b: arb) -> tuple[Fraction, Fraction]:
     return m - r, m + r
 
 
-def _nearest_double(b: arb) -> float | None:
+def _nearest_double(b: arb, m: float) -> float | None:
     """The double nearest the true value, when the whole ball rounds to it (else None): every point of
-    the ball lies within half a spacing of the candidate, on either side (the spacing below a power of
-    two is half the one above), strictly, so no tie can round away."""
-    m = float(b.mid())
+    the ball lies within half a spacing of the candidate ``m``, the double nearest its midpoint, on
+    either side (the spacing below a power of two is half the one above), strictly, so no tie can
+    round away."""
     if not math.isfinite(m):
         return None
     below = abs(m - math.nextafter(m, -math.inf))
