@@ -301,13 +301,21 @@ def pow_series(bk: Backend, u: np.ndarray, p: Any) -> np.ndarray:
 
 
 def _psi_over_factorial(x: Any, n: int, m: int) -> Any:
-    """psi^(n+m)(x) / m! for an mpf x: (-1)^(n+m+1) (n+m)!/m! zeta(n+m+1, x) with Hurwitz's zeta, which
-    is accurate also for x < 0 (mpmath's psi is not at high orders there); nan at the poles."""
+    """psi^(n+m)(x) / m! for an mpf x: (-1)^(n+m+1) (n+m)!/m! zeta(n+m+1, x), with Hurwitz's zeta
+    sum_k (x+k)^-s; nan at the poles. mpmath's psi loses digits at high orders for x < 0 (its terms
+    cancel), and mpmath's zeta(s, x) is not that sum for x < 0 (wrong from x = -30 on, complex
+    beyond): there the terms with x+k < 0 are added exactly (fsum) to zeta(s, x + shift) > 0."""
     if not mpmath.isfinite(x) or (x <= 0 and x == mpmath.floor(x)):
         return mpmath.mpf("nan")  # mpmath.zeta(s, nan or inf) never returns
     if n + m == 0:
         return mpmath.digamma(x)
-    return (-1) ** (n + m + 1) * mpmath.rf(m + 1, n) * mpmath.zeta(n + m + 1, x)
+    s = n + m + 1
+    if x < 0:
+        shift = int(-mpmath.floor(x))
+        zeta = mpmath.zeta(s, x + shift) + mpmath.fsum((x + k) ** -s for k in range(shift))
+    else:
+        zeta = mpmath.zeta(s, x)
+    return (-1) ** s * mpmath.rf(m + 1, n) * zeta
 
 
 def _gamma_family_coeffs(bk: Backend, x0: np.ndarray, sigma: np.ndarray, count: int,

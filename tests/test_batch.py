@@ -118,11 +118,9 @@ def _assert_hessians_agree(text: str, pts: dict[str, np.ndarray], out: np.ndarra
     np.testing.assert_array_equal(out, np.swapaxes(out, 1, 2))
 
 
-#: The plain engine's Hessian raises TypeError on this one (a polygamma Taylor rule meets an mpmath
-#: complex at gamma of a large negative argument, e.g. x = 0.0044, y = -0.163); the fused one does not.
-PLAIN_HESSIAN_RAISES = {"gamma((atan2(x, y)) / ((x) * (y)))"}
-HESSIAN_EXPRS = [pytest.param(t, marks=pytest.mark.xfail(raises=TypeError, strict=True))
-                 if t in PLAIN_HESSIAN_RAISES else t for t in EXPRS]
+#: gamma((atan2(x, y)) / ((x) * (y))) reaches gamma at -4343.3 (x = 0.0044, y = -0.163): the plain
+#: engine's polygamma rule once raised TypeError there (mpmath's zeta(s, x < 0) is complex); fixed.
+HESSIAN_EXPRS = EXPRS
 
 
 @pytest.mark.parametrize("text", HESSIAN_EXPRS)

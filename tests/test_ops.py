@@ -125,3 +125,23 @@ def test_abs_has_no_derivative_at_zero() -> None:
 def test_abs_of_even_power_is_differentiable_at_zero() -> None:
     # |x^2| = x^2, so its second derivative at 0 is 2 (sympy agrees).
     assert float(_engine(sympy.Abs(x**2, evaluate=False), 2, 0.0, "taylor")) == float(_oracle(x**2, 2, 0.0))
+
+
+@pytest.mark.parametrize("u", [-2.5, -30.3, -4343.3])
+def test_polygamma_rule_at_negative_arguments(u: float) -> None:
+    # the Hessian of gamma(x*y) at many points (the dual engine) uses polygamma's Taylor rule: mpmath's
+    # zeta(s, a < 0) is not the Hurwitz sum there (wrong from a = -30 on, complex further out)
+    from gradcli.derive import hessian_values, prepare
+
+    x0, y0 = 2.0, u / 2.0
+    n = 100
+    out, fail = hessian_values(prepare("gamma(x*y)").graph, ["x", "y"],
+                               {"x": np.full(n, x0), "y": np.full(n, y0)}, ops.F64, n)
+    assert not fail.bad.any()
+    with mpmath.workdps(40):
+        g1, g2 = (mpmath.diff(mpmath.gamma, mpmath.mpf(u), k) for k in (1, 2))
+        want = [[y0 * y0 * g2, g1 + u * g2], [g1 + u * g2, x0 * x0 * g2]]
+    for i in range(2):
+        for j in range(2):
+            w = float(want[i][j])
+            assert abs(out[0, i, j] - w) <= 1e-12 * abs(w) + 1e-300, (i, j, out[0, i, j], w)
