@@ -90,12 +90,13 @@ def _fresh(out: str) -> None:
         os.unlink(out)
 
 
-def _one_process(argv: list[str], warm: list[str], threads: str, queue) -> None:
+def _one_process(argv: list[str], warm: list[str], threads: str, queue, barrier) -> None:
     os.environ["GRADCLI_THREADS"] = threads
     from gradcli.cli import main
 
     _fresh(warm[warm.index("--output") + 1])
     assert main(warm) == 0  # imports, the parsed job, sympy's derivative
+    barrier.wait()  # the timed runs start together
     _fresh(argv[argv.index("--output") + 1])
     _reset_peak()
     cpu0 = _cpu(resource.getrusage(resource.RUSAGE_SELF))
@@ -113,20 +114,31 @@ _CLEAN_ENV = dict(os.environ)
 
 
 def one_process(argv: list[str], warm: list[str], threads: int) -> tuple[int, float, float, list[int]]:
+    return processes([argv], warm, threads)
+
+
+def processes(argvs: list[list[str]], warm: list[str], threads: int) -> tuple[int, float, float, list[int]]:
+    """One child process per argv, all at once (each warmed first): the slowest one's time, the CPU of all."""
     ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    p = ctx.Process(target=_one_process, args=(argv, warm, str(threads), queue))
+    queue, barrier = ctx.Queue(), ctx.Barrier(len(argvs))
+    warms = [[*warm[:-1], warm[-1].rstrip("/") + f"-{i}/" if warm[-1].endswith("/") else f"{warm[-1]}.{i}"]
+             for i in range(len(argvs))]
+    children = [ctx.Process(target=_one_process, args=(argv, w, str(threads), queue, barrier))
+                for argv, w in zip(argvs, warms)]
     dirty = dict(os.environ)
     os.environ.clear()
     os.environ.update(_CLEAN_ENV)
     try:
-        p.start()
+        for p in children:
+            p.start()
     finally:
         os.environ.clear()
         os.environ.update(dirty)
-    result = queue.get()
-    p.join()
-    return result
+    results = [queue.get() for _ in children]
+    for p in children:
+        p.join()
+    return (max(r[0] for r in results), max(r[1] for r in results), sum(r[2] for r in results),
+            [r[3][0] for r in results])
 
 
 class Cluster:
@@ -165,6 +177,28 @@ class Cluster:
         self.cluster.close()
 
 
+def _size(path: str) -> int:
+    """A file's size, or the sum over a directory's files."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+
+
+def _halves(command: str, data: str, out: str) -> list[list[str]]:
+    """Two CLI runs, on the first and the second half of the files, to two outputs (``out-0``, ``out-1``)."""
+    files = sorted(os.listdir(data))
+    half = len(files) // 2
+    runs = []
+    for i, part in enumerate((files[:half], files[half:])):
+        subset = os.path.join(os.path.dirname(data), f"half-{i}")
+        if not os.path.isdir(subset):
+            os.mkdir(subset)
+            for f in part:
+                os.symlink(os.path.join(data, f), os.path.join(subset, f))
+        runs.append(_argv(command, subset, out.rstrip("/") + f"-{i}/" if out.endswith("/") else f"{out}.{i}", []))
+    return runs
+
+
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -176,13 +210,16 @@ def main() -> None:
     parser.add_argument("--commands", default="d,hessian")
     parser.add_argument("--sinks", default="dir", help="dir: --output OUT/ (workers write); file: OUT.parquet")
     parser.add_argument("--repeats", type=int, default=2, help="rounds; each configuration's best round is kept")
-    parser.add_argument("--configs", default="p1,pN,w1,w2",
-                        help="p1: one process, 1 thread; pN: one process, every core; w1, w2: LocalCluster workers")
+    parser.add_argument("--configs", default="p1,pN,2p1,w1,w2",
+                        help="p1: one process, 1 thread; pN: one process, every core; 2p1: two one-thread processes "
+                             "at once, each on half the files (no Dask: what two cores give here); w1, w2: "
+                             "LocalCluster workers")
     parser.add_argument("--dir", default=None, help="where to write the Parquet data (default: a temporary one)")
     args = parser.parse_args()
     rows = int(args.rows)
     cores = os.cpu_count() or 1
     known = {"p1": ("one process, 1 thread", 0, 1), "pN": (f"one process, {cores} threads", 0, cores),
+             "2p1": ("2 processes, half each", 0, 1),
              "w1": ("LocalCluster 1 worker", 1, 1), "w2": ("LocalCluster 2 workers", 2, 1)}
     configs = [known[c] for c in args.configs.split(",")]
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
@@ -210,11 +247,17 @@ def main() -> None:
                                 code, seconds, cpu, rss = cluster.run(argv, warm)
                             finally:
                                 cluster.close()
+                        elif name == known["2p1"][0]:
+                            code, seconds, cpu, rss = processes(_halves(command, data, out), warm, 1)
                         else:
                             code, seconds, cpu, rss = one_process(argv, warm, threads)
                         assert code == 0, (name, code)
-                        written = os.path.getsize(out) if os.path.isfile(out) else sum(
-                            os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+                        outputs = [out] if os.path.exists(out) else [
+                            o for o in (out.rstrip("/") + "-0/", out.rstrip("/") + "-1/", f"{out}.0", f"{out}.1")
+                            if os.path.exists(o)]
+                        written = sum(_size(o) for o in outputs)
+                        for o in outputs:
+                            _fresh(o)
                         per_cpu[name] = max(per_cpu.get(name, 0.0), rows / cpu)
                         print(f"  round {rnd + 1} {command:<8} {sink:<5} {name:<24} {rows / seconds:>12,.0f} rows/s "
                               f"{rows / cpu:>12,.0f} rows/CPU-s  {seconds:6.2f} s  output {written / rows:.1f} "
