@@ -101,22 +101,26 @@ _JOBS_MAX = 64
 
 def _job(command: str, preps: list[Prepared], names: list[str], bk: ops.Backend, digits: int | None, *,
          check: bool = False, tol: float = 1e-8, check_timeout: float = 5.0, order: int = 0,
-         engine: str = "auto") -> Any:
+         engine: str = "auto", threads: int | None = None) -> Any:
     from .commands import Job
 
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
         raise InputError(f"tol must be a number between 0 and 1, got {tol!r}")
     if engine not in ("auto", "taylor", "reverse"):
         raise InputError(f"unknown engine {engine!r}: use auto, taylor or reverse")
+    if threads is not None:
+        from .batch import threads_from
+
+        threads_from(threads)  # a whole number >= 1, or an InputError naming it
     key = (command, tuple(id(p) for p in preps), tuple(names), bk, digits, bool(check), float(tol),
-           float(check_timeout), order, engine)
+           float(check_timeout), order, engine, threads)
     with _JOBS_LOCK:
         job = _JOBS.get(key)
         if job is not None and all(a is b for a, b in zip(job.preps, preps)):
             _JOBS.move_to_end(key)
             return job
     job = Job(command, tuple(preps), tuple(names), bk, digits=digits, check=check, tol=float(tol),
-              check_timeout=check_timeout, order=order, engine=engine)
+              check_timeout=check_timeout, order=order, engine=engine, threads=threads)
     with _JOBS_LOCK:
         _JOBS[key] = job
         while len(_JOBS) > _JOBS_MAX:
@@ -158,6 +162,7 @@ def derivative(
     tol: float = 1e-8,
     check_timeout: float = 5.0,
     engine: str = "auto",
+    threads: int | None = None,
 ) -> Any:
     """One derivative d^n f / d wrt[0] ... d wrt[n-1], at one point or vectorised over arrays.
 
@@ -171,6 +176,8 @@ def derivative(
         digits: compute this many correct significant digits (returns an ``mpmath.mpf``).
         check: also run the symbolic cross-check; then returns ``(value, CheckResult)``.
         tol: the relative tolerance of the certificate and the check.
+        threads: worker threads of the fused evaluator for arrays of many points (default:
+            $GRADCLI_THREADS, else one per core); gradient, hessian and jacobian take it too.
 
     Returns:
         A float (an ``mpf`` with ``digits``), or an array when ``at`` holds arrays.
@@ -191,7 +198,7 @@ def derivative(
     at = resolve_point(prep, names, _values(at))
     with precision(digits) as bk:
         job = _job("d", [prep], names, bk, digits, check=check, tol=tol, check_timeout=check_timeout,
-                   engine=engine)
+                   engine=engine, threads=threads)
         block = _evaluate(job, at)
         scalar = _is_scalar_point(at)
         value = _unwrap(block.values, scalar)
@@ -283,7 +290,7 @@ def _names(command: str, preps: list[Prepared], wrt: Any) -> list[str]:
 
 @_reports
 def gradient(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None,
-             tol: float = 1e-8) -> Any:
+             tol: float = 1e-8, threads: int | None = None) -> Any:
     """The gradient, variables sorted by name unless ``wrt`` orders them (one reverse sweep), certified.
 
     >>> gradient("2*x**3+5*y**2+11*x+5", at={"x": 5, "y": 2}).tolist()
@@ -293,13 +300,13 @@ def gradient(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, 
     names = _names("grad", [prep], wrt)
     at = resolve_point(prep, names, _values(at))
     with precision(digits) as bk:
-        block = _evaluate(_job("grad", [prep], names, bk, digits, tol=tol), at)
+        block = _evaluate(_job("grad", [prep], names, bk, digits, tol=tol, threads=threads), at)
         return _unwrap(block.values, _is_scalar_point(at))
 
 
 @_reports
 def hessian(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None,
-            tol: float = 1e-8) -> Any:
+            tol: float = 1e-8, threads: int | None = None) -> Any:
     """The Hessian matrix, variables sorted by name unless ``wrt`` orders them, certified.
 
     Forward-over-reverse: one reverse sweep on dual numbers gives every row at once (exactly symmetric).
@@ -312,14 +319,14 @@ def hessian(expr: str, at: dict[str, Any], wrt: str | list[str] | None = None, *
     names = _names("hessian", [prep], wrt)
     at = resolve_point(prep, names, _values(at))
     with precision(digits) as bk:
-        block = _evaluate(_job("hessian", [prep], names, bk, digits, tol=tol), at)
+        block = _evaluate(_job("hessian", [prep], names, bk, digits, tol=tol, threads=threads), at)
         return _unwrap(block.values, _is_scalar_point(at))
 
 
 @_reports
 def jacobian(
     exprs: list[str], at: dict[str, Any], wrt: str | list[str] | None = None, *, digits: int | None = None,
-    tol: float = 1e-8,
+    tol: float = 1e-8, threads: int | None = None,
 ) -> Any:
     """One gradient row per expression, over the union of their variables (sorted) unless ``wrt``.
 
@@ -338,7 +345,7 @@ def jacobian(
     for p in preps:
         resolve_point(p, names, {k: v for k, v in at.items() if k in p.variables or k in names})
     with precision(digits) as bk:
-        block = _evaluate(_job("jacobian", preps, names, bk, digits, tol=tol), at)
+        block = _evaluate(_job("jacobian", preps, names, bk, digits, tol=tol, threads=threads), at)
         return _unwrap(block.values, _is_scalar_point(at))
 
 

@@ -316,3 +316,18 @@ def test_the_cli_still_names_its_options(capsys) -> None:
 
     code, _, err = run(capsys, "d", "x*y", "--at", "x=1,y=2")
     assert code == 2 and "--wrt is required: EXPR has 2 variables" in err
+
+
+def test_threads_give_the_same_arrays_and_bad_counts_are_input_errors() -> None:
+    rng = np.random.default_rng(3)
+    at = {"x": rng.uniform(-2, 2, 20_000), "y": rng.uniform(-2, 2, 20_000)}
+    expr = "x*exp(-(x^2+y^2))*sin(3*y)"
+    one, two = gradcli.gradient(expr, at, threads=1), gradcli.gradient(expr, at, threads=2)
+    assert np.array_equal(one, two)
+    assert np.array_equal(gradcli.hessian(expr, at, threads=1), gradcli.hessian(expr, at, threads=2))
+    x, y = at["x"], at["y"]
+    e = np.exp(-(x * x + y * y))
+    assert np.allclose(one[:, 0], e * np.sin(3 * y) * (1 - 2 * x * x), rtol=1e-13, atol=1e-15)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(gradcli.InputError, match="threads"):
+            gradcli.gradient(expr, {"x": 1.0, "y": 2.0}, threads=bad)
