@@ -480,7 +480,7 @@ def _forward(graph: Graph, tr: _Trace, variables: dict[str, Any], lift: Callable
             vals.append(lift(ops.F64.scalar(node.value)))
             continue
         prim = ops.REGISTRY[node.op]
-        params = _params(node.params)
+        params = ops.F64.params(node.params)
         vals.append(apply(node.op, tuple(vals[j] for j in node.inputs), params))
         for slot, j in enumerate(node.inputs):
             if graph.nodes[j].op != "const" and _absorbs(prim, tuple(sorted(params.items())), slot):
@@ -497,10 +497,6 @@ def _primal(v: Any) -> Value:
 @lru_cache(maxsize=256)
 def _absorbs(prim: ops.Primitive, params: tuple[tuple[str, Any], ...], slot: int) -> bool:
     return _probe_absorbs(prim, dict(params), slot)
-
-
-def _params(params: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
-    return {k: (ops.F64.scalar(v) if k == "p" else v) for k, v in params}
 
 
 def _depends(graph: Graph, wrt: Sequence[str]) -> list[bool]:
@@ -520,7 +516,7 @@ def _reverse(graph: Graph, vals: list[Any], seed: Any, T: Any, wrt: Sequence[str
         node, g = graph.nodes[i], adjoint[i]
         if g is None or node.op in ("var", "const") or not dep[i]:
             continue
-        cts = ops.REGISTRY[node.op].vjp(T, g, vals[i], *(vals[j] for j in node.inputs), **_params(node.params))
+        cts = ops.REGISTRY[node.op].vjp(T, g, vals[i], *(vals[j] for j in node.inputs), **ops.F64.params(node.params))
         for j, ct in zip(node.inputs, cts):
             if ct is None or not dep[j]:
                 continue
