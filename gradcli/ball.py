@@ -31,6 +31,7 @@ from flint import arb, arb_series, ctx, fmpq, fmpz
 
 from . import ops
 from .graph import Graph
+from .syntax import COMPOSITES
 from .taylor import ring_rule
 
 __all__ = ["precision", "constant", "univariate", "mixed", "coeff", "Enclosure"]
@@ -135,7 +136,7 @@ def _sympy_ball(e: sympy.Basic) -> arb:
         base, exp = e.args
         return _scalar(ops.POW, [_sympy_ball(base)], {"p": exp}) if exp.is_Rational else _scalar(
             ops.EXP, [_sympy_ball(exp) * _scalar(ops.LOG, [_sympy_ball(base)], {})], {})
-    rewrite = ops.COMPOSITES.get(type(e))
+    rewrite = COMPOSITES.get(type(e))
     if rewrite is not None:
         return _sympy_ball(rewrite(*e.args))
     prim = ops.BY_SYMPY.get(type(e))

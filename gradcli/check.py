@@ -552,7 +552,7 @@ def _elementwise(fn: Callable[..., Any], nargs: int) -> Callable[..., np.ndarray
 
 
 #: Names sympy's numpy / mpmath printers leave to lambdify's namespace: every function that
-#: ops.FUNCTIONS or their derivatives can produce and numpy (mpmath) lacks, from the registry's entries.
+#: syntax.FUNCTIONS or their derivatives can produce and numpy (mpmath) lacks, from the registry's entries.
 _NUMPY_EXTRA: dict[str, Any] = {name: fn for p in ops.REGISTRY.values() for name, fn in p.numpy}
 _MPMATH_EXTRA: dict[str, Any] = {name: fn for p in ops.REGISTRY.values() for name, fn in p.mpmath}
 

@@ -15,6 +15,7 @@ import sympy
 
 from . import ops
 from .errors import InputError, NotFinite
+from .syntax import COMPOSITES
 
 __all__ = ["Node", "Graph", "lower", "walk"]
 
@@ -111,7 +112,7 @@ def _children(e: sympy.Basic) -> list[sympy.Basic]:
         return [(-t) if _has_negative_coeff(t) else t for t in e.args]
     if e.is_Pow:
         return _pow_children(e)
-    rewrite = ops.COMPOSITES.get(type(e))
+    rewrite = COMPOSITES.get(type(e))
     if rewrite is not None:
         return [rewrite(*e.args)]
     prim = ops.BY_SYMPY.get(type(e))
@@ -160,7 +161,7 @@ def _lower_one(e: sympy.Basic, b: _Builder, memo: dict[sympy.Basic, int]) -> int
         return _lower_mul(e, b, memo)
     if e.is_Pow:
         return _lower_pow(e, b, memo)
-    rewrite = ops.COMPOSITES.get(type(e))
+    rewrite = COMPOSITES.get(type(e))
     if rewrite is not None:
         return memo[rewrite(*e.args)]
     prim = ops.BY_SYMPY.get(type(e))

@@ -2,7 +2,7 @@
 
 Nothing here is ever executed as code. EXPR goes through ``ast.parse(mode="eval")`` (with ``^`` read as
 ``**``), the tree is checked against an explicit whitelist (numbers, names, ``+ - * / **``, unary
-minus, calls of :data:`gradcli.ops.FUNCTIONS` with positional arguments), and the sympy expression is
+minus, calls of :data:`gradcli.syntax.FUNCTIONS` with positional arguments), and the sympy expression is
 built from the checked nodes. Work is bounded before sympy sees it: text length, parenthesis and tree
 depth, node count, literal size, and, for every constant subexpression, the size of its value
 (estimated with a 64-bit mpmath approximation) and of the exact numbers sympy would compute.
@@ -26,7 +26,7 @@ import mpmath
 import sympy
 
 from .errors import InputError, NotFinite
-from .ops import FUNCTIONS, Function
+from .syntax import ALIASES, FUNCTIONS, Function
 
 __all__ = ["MAX_ORDER", "Wrt", "symbol", "parse_expr", "parse_constant", "parse_wrt", "parse_at"]
 
@@ -49,11 +49,6 @@ _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9_]*|\*\*|//|\S")
 _ADDITIVE, _MULTIPLICATIVE = (ast.Add, ast.Sub), (ast.Mult, ast.Div)
 #: other spellings of registry functions: name -> (the function, a constant last argument or None);
 #: ``pow(a, b)`` is ``a**b`` (built as a power)
-_ALIASES: dict[str, tuple[str, int | None]] = {
-    "ln": ("log", None), "log10": ("log", 10), "log2": ("log", 2),
-    **{f"arc{f}": (f"a{f}", None) for f in ("sin", "cos", "tan", "sinh", "cosh", "tanh")},
-    "arctan2": ("atan2", None), "pow": ("pow", None),
-}  # fmt: skip
 #: a number written against a name, ``2x`` or ``3.5y`` (not an exponent such as ``1e-3``)
 _IMPLICIT = re.compile(r"(?<![A-Za-z0-9_.])([0-9]+(?:\.[0-9]*)?)(?![eE][+-]?[0-9])([A-Za-z_][A-Za-z0-9_]*)")
 _REFUSED = {
@@ -471,13 +466,13 @@ class _Parser:
             self.check_node(node.func)  # an attribute or a lambda says so; anything else:
             raise InputError(f"call of a non-function at column {self.column(node)} (known functions: {known})")
         name, column = node.func.id, self.column(node)
-        if name in _ALIASES and name not in FUNCTIONS:
+        if name in ALIASES and name not in FUNCTIONS:
             self.alias(node, name, column)
             name = node.func.id
             if name == "pow":
                 return list(node.args)
         if name not in FUNCTIONS:
-            close = difflib.get_close_matches(name, [*FUNCTIONS, *_ALIASES], n=3, cutoff=0.6)
+            close = difflib.get_close_matches(name, [*FUNCTIONS, *ALIASES], n=3, cutoff=0.6)
             if close:
                 names = " or ".join(f"{c}()" for c in close)
                 raise InputError(f"unknown function '{_show(name)}' at column {column}: did you mean {names}?")
@@ -497,7 +492,7 @@ class _Parser:
     def alias(self, node: ast.Call, name: str, column: int) -> None:
         """Rewrite a call of an alias (``ln``, ``log10``, ``arcsin``, ``pow``...) into the registry's
         function, in place: ``log10(x)`` becomes ``log(x, 10)``."""
-        target, base = _ALIASES[name]
+        target, base = ALIASES[name]
         want = 2 if name in ("pow", "arctan2") else 1
         if len(node.args) != want or node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
             raise InputError(f"{name}() at column {column} takes {want} argument(s) (it is {target}"

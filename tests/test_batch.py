@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import sympy
 
-from gradcli import batch, ops
+from gradcli import batch, ops, syntax
 from gradcli.derive import derivative_values, gradient_values, hessian_values, prepare
 from gradcli.errors import InputError
 
@@ -20,7 +20,7 @@ PIECE = batch.MIN_POINTS - 1  # the plain path
 
 def _unary_names() -> list[str]:
     names = []
-    for name, fn in ops.FUNCTIONS.items():
+    for name, fn in syntax.FUNCTIONS.items():
         prim = ops.REGISTRY.get(name)
         if prim is None or prim.params or fn.min_args != fn.max_args or prim.vjp is None:
             continue
@@ -38,7 +38,7 @@ def _random_expr(rng: random.Random, depth: int) -> str:
             return f"({_random_expr(rng, depth - 1)}){op}"
         return f"({_random_expr(rng, depth - 1)}) {op} ({_random_expr(rng, depth - 1)})"
     name = rng.choice(_unary_names())
-    args = ", ".join(_random_expr(rng, depth - 1) for _ in range(ops.FUNCTIONS[name].min_args))
+    args = ", ".join(_random_expr(rng, depth - 1) for _ in range(syntax.FUNCTIONS[name].min_args))
     return f"{name}({args})"
 
 

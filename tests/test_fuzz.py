@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 import gradcli
-from gradcli import ops
+from gradcli import syntax
 from gradcli.cli import main
 from gradcli.errors import GradcliError, InputError, NotFinite
 from gradcli.parse import parse_expr
@@ -53,7 +53,7 @@ ALPHABET = (
     "\x00\x7f\u00a0\u00e9\u03c0\u2202\u2212\u00d7\u202e\u200b\U0001f600\ufeff"
 )
 TOKENS = (
-    sorted(ops.FUNCTIONS)
+    sorted(syntax.FUNCTIONS)
     + ["x", "y", "z", "e", "E", "pi", "I", "oo", "nan", "zoo", "Symbol", "Integer", "sympify", "S"]
     + ["__import__", "__class__", "__globals__", "os", "system", "eval", "exec", "lambda", "import",
        "open", "print", "globals", "if", "else", "for", "in", "not", "and", "or", "yield", "await"]

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradcli.errors import GradcliError, InputError, NotFinite
-from gradcli.ops import FUNCTIONS
 from gradcli.parse import MAX_DEPTH, MAX_ORDER, parse_at, parse_constant, parse_expr, parse_wrt, symbol
+from gradcli.syntax import FUNCTIONS
 
 x, y, z, e = (symbol(n) for n in "xyze")
 

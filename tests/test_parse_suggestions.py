@@ -7,8 +7,8 @@ import pytest
 import sympy
 
 from gradcli.errors import InputError
-from gradcli.ops import FUNCTIONS
 from gradcli.parse import parse_expr, symbol
+from gradcli.syntax import FUNCTIONS
 
 X, Y = symbol("x"), symbol("y")
 

@@ -21,7 +21,7 @@ import pytest
 import sympy
 from conftest import run
 
-from gradcli import ops
+from gradcli import ops, syntax
 from gradcli.check import Oracle, close
 from gradcli.graph import lower
 from gradcli.parse import symbol
@@ -417,7 +417,7 @@ def _domain(name: str) -> tuple[float, float]:
 
 
 def _call(name: str) -> sympy.Expr:
-    fn = ops.FUNCTIONS[name]
+    fn = syntax.FUNCTIONS[name]
     prim = ops.REGISTRY.get(name)
     if prim is not None and prim.params:  # besselj(nu, x): the sample's constant parameters first
         return fn.build(*(sympy.sympify(v) for _, v in prim.sample_params), x)
@@ -427,7 +427,7 @@ def _call(name: str) -> sympy.Expr:
     return fn.build(*args)
 
 
-@pytest.mark.parametrize("name", sorted(ops.FUNCTIONS))
+@pytest.mark.parametrize("name", sorted(syntax.FUNCTIONS))
 def test_vectorised_check_agrees_with_pointwise_evalf(name: str) -> None:
     lo, hi = _domain(name)
     pts = np.random.default_rng(abs(hash(name)) % 2**32).uniform(lo, hi, 6)

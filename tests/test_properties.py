@@ -1,6 +1,6 @@
 """Differential property tests: random expressions, random points, random --wrt, against sympy.
 
-Every example is a random expression tree over every function of ``ops.FUNCTIONS`` plus ``+ - * /``,
+Every example is a random expression tree over every function of ``syntax.FUNCTIONS`` plus ``+ - * /``,
 unary minus and small integer/rational powers, built twice and independently: as *text* in gradcli's
 syntax (so the parser is exercised, with ``**`` and ``^`` both used) and as a sympy expression built
 here from sympy's own classes (the oracle, which never sees gradcli's parser or registry). gradcli's
@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 import gradcli
-from gradcli import ops
+from gradcli import syntax
 from gradcli.check import close
 from gradcli.errors import GradcliError, InputError, NotFinite
 
@@ -104,8 +104,8 @@ class Tree:
 
 
 def test_every_function_of_the_surface_syntax_is_generated():
-    # A function added to ops.FUNCTIONS must be added to the property tests too.
-    assert set(UNARY) | set(BINARY) == set(ops.FUNCTIONS)
+    # A function added to syntax.FUNCTIONS must be added to the property tests too.
+    assert set(UNARY) | set(BINARY) == set(syntax.FUNCTIONS)
 
 
 # ---- strategies --------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import sympy
 from conftest import run
 
 import gradcli
-from gradcli import ops
-from gradcli.parse import _ALIASES, symbol
+from gradcli import ops, syntax
+from gradcli.parse import symbol
 
 x = symbol("x")
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -70,7 +70,7 @@ def _readme_list(section: str, pattern: str) -> set[str]:
 
 def test_readme_lists_exactly_the_registrys_functions() -> None:
     listed = _readme_list("### Expression syntax", r"the functions `([^`]*)`")
-    assert listed == set(ops.FUNCTIONS)
+    assert listed == set(syntax.FUNCTIONS)
 
 
 def test_readme_lists_every_alias() -> None:
@@ -78,7 +78,7 @@ def test_readme_lists_every_alias() -> None:
     body = body[body.index("Aliases:"):]
     body = body[: body.index("\n\n")]
     named = {w for chunk in re.findall(r"`([^`]*)`", body, re.S) for w in re.findall(r"[a-z][a-z0-9]*", chunk)}
-    assert set(_ALIASES) <= named
+    assert set(syntax.ALIASES) <= named
 
 
 # ---- the functions added last, at high order, against references that share no code with gradcli -------

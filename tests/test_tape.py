@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gradcli
-from gradcli import ops
+from gradcli import syntax
 from gradcli.check import close
 
 X, Y, Z = sympy.symbols("x y z", real=True)
@@ -556,11 +556,11 @@ TF_NAMES = {"min": "minimum", "max": "maximum"}
 
 
 def test_every_function_of_the_expression_syntax_is_a_gradcli_function() -> None:
-    for name in ops.FUNCTIONS:
+    for name in syntax.FUNCTIONS:
         public = TF_NAMES.get(name, name)
         assert public in gradcli.__all__, public
         assert callable(getattr(gradcli, public))
-    assert set(ops.FUNCTIONS) == set(FUNCTIONS) | set(BINARY) | set(PARAMETRIC)
+    assert set(syntax.FUNCTIONS) == set(FUNCTIONS) | set(BINARY) | set(PARAMETRIC)
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETRIC))
