@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, TextIO
 import click
 
 from . import __version__
-from .errors import GradcliError, InputError, IOFault, NotFinite
+from .errors import GradcliError, InputError, IOFault
 
 EXIT_INTERNAL = 70
 EXIT_IOERR = 74  # EX_IOERR (sysexits.h): stdout closed or full, stdin closed, an unreadable file
@@ -205,7 +205,9 @@ def common_options(*, expect: bool = True, check: bool = True,
                               "Parquet: a .parquet file, a directory of them, or a glob."),
             click.option("--output", "output", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                          help="With --points: write the input's columns plus value, check and certificate "
-                              "columns to FILE (.parquet, .csv or .jsonl), atomically; needs gradcli[dask]."),
+                              "columns to FILE (.parquet, .csv or .jsonl), or to DIR/ (a new directory of "
+                              "Parquet files, which --dask workers write themselves), atomically; needs "
+                              "gradcli[dask]."),
             click.option("--dask", "dask", is_flag=False, flag_value="local", default=None,
                          metavar="[ADDRESS]",
                          help="Run --points (Parquet) on a Dask cluster: the scheduler at ADDRESS "
@@ -399,8 +401,6 @@ def _entry_name(job: Any, i: int, cols: int) -> str:
     return f" at {job.command.row_noun} {i // cols + 1}, column {i % cols + 1} ({label})"
 
 
-#: At most this many rows are named on stderr for each kind of per-row finding (check, --expect).
-_MAX_ROW_NOTES = 10
 
 
 def _stdin_bytes() -> BinaryIO:
@@ -497,7 +497,8 @@ def _run_points(job: Any, points: str, at: dict[str, Any], variables: list[str],
 def _run_chunks(job: Any, chunks: Any, renderer: Any, *, expect: Any = None, many: bool = False,
                 where: Callable[[Any], str] | None = None) -> int:
     """The one run loop of d, grad, hessian, jacobian and taylor: each chunk of points is evaluated
-    (:func:`gradcli.commands.evaluate_block`), written, and its findings reported; returns the exit code.
+    (:func:`gradcli.commands.evaluate_block`), written, and its findings reported (what they say is
+    :mod:`gradcli.report`'s, as on a Dask cluster); returns the exit code.
 
     One point (``at``) is one chunk: a value outside the domain is an error before anything is written
     (exit 3), and the point's notes are its own. Over many points (``many``: --points, grids) every row is
@@ -507,17 +508,15 @@ def _run_chunks(job: Any, chunks: Any, renderer: Any, *, expect: Any = None, man
     the run (exit 2) after every earlier row has been written.
     """
     from .commands import evaluate_block
-    from .render import number, waiting
+    from .render import waiting
+    from .report import Findings, row_failed, row_notes
 
     bk, tol = job.bk, job.tol
-    fmt_number = (lambda v: number(v, job.digits)) if job.digits else (lambda v: number(float(v), None))
     expected = None
     if expect is not None and many:  # d: one value; the others: every entry, row-major (checked by _expected)
         expected = bk.scalar(expect) if job.command.kind == "scalar" else [bk.scalar(e) for e in expect]
-    failed_rows, notes, bad_rows, replaced = 0, 0, 0, 0
+    findings = Findings()
     written: list[Any] = []  # one point's rows, reported once they are written
-    first_error: tuple[Any, Any] | None = None
-    skipped: dict[str, list[Any]] = {}
     try:
         with _progress(chunks, renderer) as advance:
             for chunk in chunks:
@@ -534,25 +533,14 @@ def _run_chunks(job: Any, chunks: Any, renderer: Any, *, expect: Any = None, man
                 block = evaluate_block(job, chunk)
                 renderer.block(block)
                 advance()
-                if first_error is None and block.bad.any():
-                    first = int(np.argmax(block.bad))
-                    line = chunk.lines[first]
-                    first_error = (where(line) if where is not None else line, block.error(first))
-                bad_rows += int(block.bad.sum())
-                _skipped_checks(block, skipped)
-                failed = block.check_failed
-                failed[block.uncertified] = True  # no ball proved these values (exit 1, named below)
-                replaced += sum(1 for row in block.certs.values() if any(c.replaced for c in row))
-                for i in np.flatnonzero(failed)[: max(_MAX_ROW_NOTES - notes, 0)]:
-                    _report_checks(block.row(int(i)), tol, fmt_number)
-                    notes += 1
-                if expected is not None:
-                    off = _expect_failed(block, expected, tol)
-                    for i in np.flatnonzero(off)[: max(_MAX_ROW_NOTES - notes, 0)]:
-                        _note(f"line {chunk.lines[i]}: --expect failed: {_expect_text(block.values[i], expected, tol)}")
-                        notes += 1
-                    failed = failed | off
-                failed_rows += int(failed.sum())
+                lines = chunk.lines
+
+                def name(i: int, lines: Any = lines) -> str:
+                    return where(lines[i]) if where is not None else f"line {lines[i]}"
+
+                for notes in findings.add(block, name, tol, expected, job.digits):
+                    for line in notes:
+                        _note(line)
         renderer.close()
     except BrokenPipeError:
         # `| head -n 5` has all it wants; click would turn this into exit 1, so it stops here
@@ -564,22 +552,12 @@ def _run_chunks(job: Any, chunks: Any, renderer: Any, *, expect: Any = None, man
         raise
     status = 0
     for row in written:
-        status = max(status, _report_checks(row, tol, fmt_number))
+        for line in row_notes(row, tol, job.digits):
+            _note(line)
+        status = max(status, int(row_failed(row)))
         if expect is not None:
             status = max(status, _expect_status(job, row.value, expect))
-    if failed_rows > notes:
-        _note(f"{failed_rows} rows failed the check or --expect in all (the first {notes} are named above)")
-    if replaced:
-        _note(f"note: float64 lost digits in {replaced} row{'s' if replaced > 1 else ''}; "
-              "their printed values are the certified ones (ball arithmetic)")
-    for why, (_, count) in skipped.items():
-        rows = f"{count} row{'s' if count > 1 else ''}"
-        _note(f"note: check skipped for {rows}: {why} (their values stand on their certificates)")
-    if first_error is not None:
-        line, exc = first_error
-        more = f" ({bad_rows} such rows in all)" if bad_rows > 1 else ""
-        raise NotFinite(f"{line if isinstance(line, str) else f'line {line}'}: {exc.message}{more}")
-    return max(status, 1 if failed_rows else 0)
+    return max(status, findings.finish(_note))
 
 
 def _is_parquet(points: str) -> bool:
@@ -631,78 +609,6 @@ def _partition_progress(rows_on_terminal: bool) -> Iterator[Any]:
         yield lambda done, total: bar.update(task, completed=done, total=total)
     finally:
         bar.stop()
-
-
-def _skipped_checks(block: Any, seen: dict[str, list[Any]]) -> None:
-    """Count the rows whose check was skipped, per reason (each reason is reported once, at the end)."""
-    for batch in block.checks or []:
-        for c in (batch[i] for i in batch.single):
-            if c is not None and c.skipped:
-                seen.setdefault(c.skipped, [c, 0])[1] += 1
-        if batch.skipped[0]:
-            unchecked = (batch.status < 0) & ~batch.excluded
-            unchecked[list(batch.single)] = False
-            if unchecked.any():
-                seen.setdefault(batch.skipped[0], [batch[int(np.argmax(unchecked))], 0])[1] += int(unchecked.sum())
-
-
-def _expect_failed(block: Any, expected: Any, tol: float) -> np.ndarray:
-    """Rows (inside the domain) whose value misses --expect (any entry, for a vector or matrix)."""
-    from .check import close, rel_err_many
-
-    n = block.chunk.size
-    flat = block.values.reshape(n, -1)
-    want = expected if isinstance(expected, list) else [expected]
-    off = np.zeros(n, dtype=bool)
-    for j, e in enumerate(want):
-        if flat.dtype == object:
-            off |= np.array([not close(v, e, tol) for v in flat[:, j]], dtype=bool)
-        else:
-            off |= rel_err_many(flat[:, j], np.full(n, float(e))) > tol
-    return off & ~block.bad
-
-
-def _expect_text(value: Any, expected: Any, tol: float) -> str:
-    from .commands import expect_mismatch
-
-    if not isinstance(expected, list):
-        return expect_mismatch(value, expected, tol) or ""
-    got = np.asarray(value, dtype=object).reshape(-1)
-    for k, (v, e) in enumerate(zip(got, expected), start=1):
-        bad = expect_mismatch(v, e, tol)
-        if bad:
-            return f"entry {k}: {bad}"
-    return ""
-
-
-def _report_checks(row: Any, tol: float, fmt_number: Callable[[Any], str]) -> int:
-    status = 0
-    where = f"line {row.line}: " if row.line is not None else ""
-    for c in row.checks or []:
-        if c.ok is False:
-            _note(f"{where}check failed: the engine's value disagrees with {c.method} "
-                  f"({fmt_number(c.value)}), rel_err {c.rel_err:.3g} > --tol {tol:g}")
-            status = 1
-    skipped = {c.skipped for c in row.checks or [] if c.skipped}
-    for why in sorted(skipped):
-        _note(f"{where}note: symbolic check skipped ({why}); the value stands on its ball-arithmetic certificate")
-    return max(status, _report_certs(row))
-
-
-def _report_certs(row: Any) -> int:
-    """Name a value no ball could prove (exit 1), and say where float64's value was replaced."""
-    where = f"line {row.line}: " if row.line is not None else ""
-    certs = row.certs or []
-    failed = next((c for c in certs if not c.ok), None)
-    if failed is not None:
-        _note(f"{where}error: the value could not be certified: {failed.reason}")
-        return 1
-    replaced = [c for c in certs if c.replaced]
-    if replaced:
-        bits = max(c.bits or 0 for c in replaced)
-        _note(f"{where}note: float64 lost digits here; the printed value is the certified one "
-              f"(ball arithmetic at {bits} bits)")
-    return 0
 
 
 # ---- EXPR from stdin (-) or a file (@FILE) ------------------------------------------------------------

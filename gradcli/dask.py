@@ -28,14 +28,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import json
 import logging
 import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
@@ -55,6 +54,7 @@ from .parquet import (
     validated_chunk,
     write_part,
 )
+from .report import MAX_NOTES, Findings
 
 __all__ = ["JobSpec", "evaluate_partition", "worker_setup", "WORKER_ENV", "table",
            "derivative", "gradient", "hessian", "run_cluster_job", "run_piece", "PieceResult", "Findings",
@@ -314,9 +314,6 @@ def connect(address: str, stack: ExitStack) -> Any:
         raise IOFault(f"--dask: cannot reach the Dask scheduler at {address}: {exc}") from None
 
 
-#: At most this many rows are named on stderr for the per-row findings (check, certificate, --expect), as on
-#: one machine; the rest are counted.
-MAX_NOTES = 10
 
 
 def run_cluster_job(job: Any, points: str, at: dict[str, Any], variables: list[str], address: str,
@@ -427,7 +424,7 @@ def run_piece(piece: Piece, spec: JobSpec, fmt: str, first: bool, out_file: str 
     if fmt != "table":
         from .render import Renderer
 
-        renderer = Renderer(job, fmt, text, variables=list(spec.variables))
+        renderer = Renderer(job, fmt, text, variables=list(spec.variables), continuation=not first)
     rows, stop = 0, None
     try:
         for part, block, where in _piece_blocks(piece, spec):
@@ -445,7 +442,7 @@ def run_piece(piece: Piece, spec: JobSpec, fmt: str, first: bool, out_file: str 
             write_part(data, out_file)
             data = None
         return PieceResult(rows, None if data is None else _ipc(data), findings, stop)
-    return PieceResult(rows, _later_piece(text.getvalue(), fmt) if not first else text.getvalue(), findings, stop)
+    return PieceResult(rows, text.getvalue(), findings, stop)
 
 
 def _ipc(table: Any) -> memoryview:
@@ -456,19 +453,6 @@ def _ipc(table: Any) -> memoryview:
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return memoryview(sink.getvalue())
-
-
-def _later_piece(text: str, fmt: str) -> str:
-    """A piece's text as it reads after the run's first rows: CSV without its header, and JSON without
-    sympy's derivative in the first object (one process writes it in the run's first object only)."""
-    if not text or fmt not in ("csv", "json"):
-        return text
-    head, _, rest = text.partition("\n")
-    if fmt == "csv":
-        return rest
-    obj = json.loads(head)
-    obj["check"]["symbolic"] = None
-    return json.dumps(obj, allow_nan=False, ensure_ascii=False) + "\n" + rest
 
 
 def _settle(client: Any, futures: list[Any]) -> None:
@@ -493,127 +477,3 @@ def _result(future: Any) -> Any:
         if isinstance(exc, (OSError, TimeoutError)) or name in ("CommClosedError", "FutureCancelledError"):
             raise IOFault(f"--dask: the cluster failed: {name}: {exc}") from None
         raise
-
-
-@dataclass(slots=True)
-class Findings:
-    """What rows tell stderr, gathered as the single-process ``--points`` loop says it (``cli._run_points``),
-    without printing: the notes on the first :data:`MAX_NOTES` rows that failed the check, their
-    certificate or --expect (one tuple of lines per row, in input order), how many rows failed in all,
-    how many values were replaced by the certified ones, the rows whose symbolic check was skipped (per
-    reason), and the first row outside the domain. Plain data: a piece's task returns it, the client merges
-    the pieces' in input order."""
-
-    failed: int = 0
-    notes: list[tuple[str, ...]] = field(default_factory=list)
-    replaced: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    bad: int = 0
-    first_error: str | None = None
-
-    def add(self, block: Any, where: Callable[[int], str], tol: float, expected: Any) -> None:
-        """One chunk's findings (``where(i)`` names row ``i`` by file and row; ``expected``: --expect)."""
-        if self.first_error is None and block.bad.any():
-            i = int(np.argmax(block.bad))
-            self.first_error = f"{where(i)}: {block.error(i).message}"
-        self.bad += int(block.bad.sum())
-        _count_skipped(block, self.skipped)
-        failed = block.check_failed
-        failed[block.uncertified] = True  # no ball proved these values (exit 1)
-        self.replaced += sum(1 for row in block.certs.values() if any(c.replaced for c in row))
-        for i in np.flatnonzero(failed)[: max(MAX_NOTES - len(self.notes), 0)]:
-            self.notes.append(_row_notes(block.row(int(i)), tol))
-        if expected is not None:
-            off = _expect_failed(block, expected, tol)
-            for i in np.flatnonzero(off)[: max(MAX_NOTES - len(self.notes), 0)]:
-                self.notes.append((f"line {block.chunk.lines[i]}: --expect failed: "
-                                   f"{_expect_text(block.values[i], expected, tol)}",))
-            failed = failed | off
-        self.failed += int(failed.sum())
-
-    def merge(self, later: Findings) -> list[tuple[str, ...]]:
-        """Add the findings of the rows that follow; returns the notes to say now (up to MAX_NOTES rows)."""
-        new = later.notes[: max(MAX_NOTES - len(self.notes), 0)]
-        self.notes += new
-        self.failed += later.failed
-        self.replaced += later.replaced
-        for why, count in later.skipped.items():
-            self.skipped[why] = self.skipped.get(why, 0) + count
-        self.bad += later.bad
-        self.first_error = self.first_error or later.first_error
-        return new
-
-    def finish(self, note: Callable[[str], None]) -> int:
-        """The closing notes; raises NotFinite naming the first row outside the domain (exit 3), else the
-        exit code (1 if a row failed the check, its certificate or --expect)."""
-        named = len(self.notes)
-        if self.failed > named:
-            note(f"{self.failed} rows failed the check or --expect in all (the first {named} are named above)")
-        if self.replaced:
-            note(f"note: float64 lost digits in {self.replaced} row{'s' if self.replaced > 1 else ''}; "
-                 "their printed values are the certified ones (ball arithmetic)")
-        for why, count in self.skipped.items():
-            note(f"note: check skipped for {count} row{'s' if count > 1 else ''}: {why} "
-                 "(their values stand on their certificates)")
-        if self.first_error is not None:
-            more = f" ({self.bad} such rows in all)" if self.bad > 1 else ""
-            raise NotFinite(f"{self.first_error}{more}")
-        return 1 if self.failed else 0
-
-
-def _row_notes(row: Any, tol: float) -> tuple[str, ...]:
-    """What one process says about a row that failed its check or certificate (``cli._report_checks``)."""
-    from .render import number
-
-    where = f"line {row.line}: " if row.line is not None else ""
-    out = [f"{where}check failed: the engine's value disagrees with {c.method} ({number(float(c.value), None)}), "
-           f"rel_err {c.rel_err:.3g} > --tol {tol:g}" for c in row.checks or [] if c.ok is False]
-    out += [f"{where}note: symbolic check skipped ({why}); the value stands on its ball-arithmetic certificate"
-            for why in sorted({c.skipped for c in row.checks or [] if c.skipped})]
-    certs = row.certs or []
-    failed = next((c for c in certs if not c.ok), None)
-    replaced = [c for c in certs if c.replaced]
-    if failed is not None:
-        out.append(f"{where}error: the value could not be certified: {failed.reason}")
-    elif replaced:
-        out.append(f"{where}note: float64 lost digits here; the printed value is the certified one "
-                   f"(ball arithmetic at {max(c.bits or 0 for c in replaced)} bits)")
-    return tuple(out)
-
-
-def _count_skipped(block: Any, seen: dict[str, int]) -> None:
-    """Rows whose symbolic check was skipped, per reason (``cli._skipped_checks``)."""
-    for batch in block.checks or []:
-        for c in (batch[i] for i in batch.single):
-            if c is not None and c.skipped:
-                seen[c.skipped] = seen.get(c.skipped, 0) + 1
-        if batch.skipped[0]:
-            unchecked = (batch.status < 0) & ~batch.excluded
-            unchecked[list(batch.single)] = False
-            if unchecked.any():
-                seen[batch.skipped[0]] = seen.get(batch.skipped[0], 0) + int(unchecked.sum())
-
-
-def _expect_failed(block: Any, expected: Any, tol: float) -> np.ndarray:
-    """Rows inside the domain whose value misses --expect in some entry (float64 values)."""
-    from .check import rel_err_many
-
-    n = block.chunk.size
-    flat = np.asarray(block.values, dtype=np.float64).reshape(n, -1)
-    off = np.zeros(n, dtype=bool)
-    for j, e in enumerate(expected if isinstance(expected, list) else [expected]):
-        off |= rel_err_many(flat[:, j], np.full(n, float(e))) > tol
-    return off & ~block.bad
-
-
-def _expect_text(value: Any, expected: Any, tol: float) -> str:
-    """The --expect message for one row: its first entry that misses."""
-    from .commands import expect_mismatch
-
-    if not isinstance(expected, list):
-        return expect_mismatch(value, expected, tol) or ""
-    for k, (v, e) in enumerate(zip(np.asarray(value, dtype=object).reshape(-1), expected), start=1):
-        bad = expect_mismatch(v, e, tol)
-        if bad:
-            return f"entry {k}: {bad}"
-    return ""

@@ -333,7 +333,7 @@ class Renderer:
 
     def __init__(self, job: Job, fmt: str, stream: TextIO, *, show_symbolic: bool = False,
                  variables: list[str] | None = None, color: bool | None = None, symbolic_format: str = "text",
-                 poly: bool = False) -> None:
+                 poly: bool = False, continuation: bool = False) -> None:
         self.job, self.fmt, self.stream = job, fmt, stream
         self.show_symbolic = show_symbolic
         #: sympy's printer for the symbolic derivatives (SYMBOLIC_FORMATS); ``poly``: taylor --poly
@@ -343,7 +343,10 @@ class Renderer:
         self.color = color
         self._rows: list[Row] = []
         self._csv: Any = None
-        self._json_rows = 0
+        #: these rows continue a run another writer began (a Dask piece after the first): no CSV header,
+        #: and no symbolic derivative in JSON's first object (a run has one, in its first row)
+        self.continuation = continuation
+        self._json_rows = 1 if continuation else 0
         self._console: Any = None
         # --points as a table: rows buffered for one table, until TABLE_MAX_ROWS; then plain columns
         self._points_grid: _Grid | None = None
@@ -695,7 +698,8 @@ class Renderer:
         d = self.job.digits
         if self._csv is None:
             self._csv = csv.writer(self.stream, lineterminator="\n")
-            self._csv.writerow(self._csv_header())
+            if not self.continuation:
+                self._csv.writerow(self._csv_header())
         cells = [number(row.at[v], d) if v in row.at else "" for v in self.variables]
         cells += [number(v, d) for v in self._flat(row.value)]
         if self.job.command.series:
@@ -716,7 +720,8 @@ class Renderer:
 
         if self._csv is None:
             self._csv = csv.writer(self.stream, lineterminator="\n")
-            self._csv.writerow(self._csv_header())
+            if not self.continuation:
+                self._csv.writerow(self._csv_header())
         n = block.chunk.size
         if n == 0:
             return

@@ -24,8 +24,6 @@ from conftest import run  # noqa: E402
 
 import gradcli  # noqa: E402
 import gradcli.dask as gdask  # noqa: E402
-from gradcli.certify import Certificate  # noqa: E402
-from gradcli.check import CheckResult  # noqa: E402
 
 EXPR = "x*exp(-y)*sin(x*y)+log(1+x^2)"
 
@@ -258,19 +256,3 @@ def test_with_output_dir_a_pieces_task_writes_its_file_and_sends_back_only_its_f
     table = pq.read_table(str(out))
     assert table.column_names == ["id", "x", "y", "value", "check_ok", "check_rel_err", "certified", "error"]
     assert table.column("id").to_pylist() == list(range(4500, 6000))
-
-
-@pytest.mark.parametrize(("checks", "certs"), [
-    ([CheckResult(ok=False, value=1.5, rel_err=0.01)], [Certificate(ok=True)]),  # the check disagreed
-    (None, [Certificate(ok=False, reason="the ball at 512 bits is wider than --tol")]),  # no certificate
-    ([CheckResult(ok=True, value=2.0, rel_err=0.0)], [Certificate(ok=True, bits=128, replaced=True)]),  # replaced
-    ([CheckResult(ok=None, skipped="sympy did not finish within 1 s")], [Certificate(ok=True)]),  # skipped
-])
-def test_a_rows_notes_on_the_cluster_are_one_processs(capsys, checks, certs) -> None:
-    from gradcli import cli
-    from gradcli.commands import Row
-    from gradcli.render import number
-
-    row = Row(line=7, at={"x": 1.0}, value=2.0, checks=checks, certs=certs)
-    cli._report_checks(row, 1e-8, lambda v: number(float(v), None))
-    assert capsys.readouterr().err.splitlines() == [f"gradcli: {m}" for m in gdask._row_notes(row, 1e-8)] != []
