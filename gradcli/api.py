@@ -8,10 +8,11 @@ constant-expression strings (``"pi/4"``) or numpy arrays (vectorised over points
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import mpmath
@@ -20,6 +21,7 @@ import sympy
 
 from . import ops
 from .check import CheckResult
+from .commands import Chunk, Job, evaluate_block
 from .derive import Prepared, point_arrays, prepare, resolve_point, resolve_wrt
 from .errors import GradcliError, InputError, NotFinite, Uncertified, for_api
 
@@ -29,12 +31,18 @@ __all__ = ["derivative", "gradient", "hessian", "jacobian", "taylor", "compile",
 MAX_DIGITS = 10_000
 
 
-@contextmanager
-def precision(digits: int | None) -> Iterator[ops.Backend]:
+def precision(digits: int | None) -> AbstractContextManager[ops.Backend]:
     """The backend for ``digits`` (float64 when None), with mpmath's precision set for the block."""
     if digits is None:
-        yield ops.F64
-        return
+        return _FLOAT64  # no generator to start: a compiled call takes ~90 us, a few of them here
+    return _digits(digits)
+
+
+_FLOAT64 = nullcontext(ops.F64)
+
+
+@contextmanager
+def _digits(digits: int) -> Iterator[ops.Backend]:
     if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= MAX_DIGITS:
         raise InputError(f"digits must be a whole number from 1 to {MAX_DIGITS}, got {digits!r}")
     with mpmath.workdps(digits + 10):
@@ -68,20 +76,29 @@ def _is_scalar_point(at: dict[str, Any]) -> bool:
     return all(np.ndim(v) == 0 for v in at.values() if not isinstance(v, sympy.Basic))
 
 
+def _plain_number(v: Any) -> bool:
+    """A finite Python float, or an int float64 holds exactly."""
+    t = type(v)
+    return (t is float and math.isfinite(v)) or (t is int and -(2**53) <= v <= 2**53)
+
+
 def _exact(at: dict[str, Any]) -> dict[str, Any]:
     """The values the ball engine takes exactly: typed constants and Python numbers at one point."""
     return {k: v for k, v in at.items() if isinstance(v, (sympy.Basic, int, float, mpmath.mpf))
             and not isinstance(v, bool)}
 
 
-def _evaluate(job: Any, at: dict[str, Any]) -> Any:
+def _evaluate(job: Any, at: dict[str, Any], scalar: bool | None = None) -> Any:
     """Run ``job`` at ``at`` through the one evaluation path the CLI uses (engines, certification,
-    check); raise the first row's error, or :class:`Uncertified` for a value no ball could prove."""
-    from .commands import Chunk, evaluate_block
-
-    points, n = point_arrays(at, job.bk)
-    exact = _exact(at) if _is_scalar_point(at) else {}
-    block = evaluate_block(job, Chunk(points, n, (None,) * n, exact=exact))
+    check); raise the first row's error, or :class:`Uncertified` for a value no ball could prove.
+    ``scalar``: whether ``at`` is one point (worked out when not given)."""
+    if scalar is None:
+        scalar = _is_scalar_point(at)
+    if scalar and at and not job.bk.is_mp and all(_plain_number(v) for v in at.values()):
+        points, n = {k: np.array([float(v)]) for k, v in at.items()}, 1  # what point_arrays gives them
+    else:
+        points, n = point_arrays(at, job.bk)
+    block = evaluate_block(job, Chunk(points, n, (None,) * n, exact=_exact(at) if scalar else {}))
     bad = np.flatnonzero(block.bad)
     if bad.size:
         raise block.error(int(bad[0])) or NotFinite("the result is not finite")
@@ -102,8 +119,6 @@ _JOBS_MAX = 64
 def _job(command: str, preps: list[Prepared], names: list[str], bk: ops.Backend, digits: int | None, *,
          check: bool = False, tol: float = 1e-8, check_timeout: float = 5.0, order: int = 0,
          engine: str = "auto", threads: int | None = None) -> Any:
-    from .commands import Job
-
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
         raise InputError(f"tol must be a number between 0 and 1, got {tol!r}")
     if engine not in ("auto", "taylor", "reverse"):
@@ -199,8 +214,8 @@ def derivative(
     with precision(digits) as bk:
         job = _job("d", [prep], names, bk, digits, check=check, tol=tol, check_timeout=check_timeout,
                    engine=engine, threads=threads)
-        block = _evaluate(job, at)
         scalar = _is_scalar_point(at)
+        block = _evaluate(job, at, scalar)
         value = _unwrap(block.values, scalar)
         if not check:
             return value

@@ -574,7 +574,7 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
         missed = [i for i in sample if not all(c.ok and not c.replaced for c in certs[int(i)])]
         if missed:  # the estimate let a wrong row through: certify every row of this chunk
             _certify_rows(job, chunk, np.setdiff1d(np.arange(n), rows), values, extra, certs, outcomes)
-    errors = _errors(job, chunk, outcomes)
+    errors = _errors(job, chunk, outcomes) if any(o.error is not None for row in outcomes.values() for o in row) else {}
     bad = np.zeros(n, dtype=bool) if balls_only else bad
     for i, row in outcomes.items():
         bad[i] = any(o.error is not None for o in row)
