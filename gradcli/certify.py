@@ -423,7 +423,9 @@ def estimate_flags(values: Any, perturbed: Any, tol: float) -> Any:
     with np.errstate(all="ignore"):
         scale = np.maximum(np.abs(v), SMALL)
         off = ~(np.abs(p - v) <= (tol / 64) * scale)
-    return off.any(axis=1)
+    from .graph import rows_any
+
+    return rows_any(off)
 
 
 def perturb(values: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from .derive import (
     taylor_values,
 )
 from .errors import InputError, NotFinite
-from .graph import finite_mask
+from .graph import finite_mask, rows_all
 from .parse import Wrt
 
 __all__ = ["COMMANDS", "Command", "Entry", "Job", "Row", "Chunk", "Block", "evaluate_block", "evaluate_chunk",
@@ -555,7 +555,7 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
         raw, fails, extra = job.command.compute(job, chunk)
         values = np.array(raw)  # writable, whatever the engine returned (a broadcast view, say)
         extra = {k: np.array(v) for k, v in extra.items()}
-        bad = ~finite_mask(values).reshape(n, -1).all(axis=1)
+        bad = ~rows_all(finite_mask(values).reshape(n, -1))
         for _, fail in fails:
             bad |= np.broadcast_to(np.asarray(fail.bad, dtype=bool), (n,))
         if n <= DIRECT_ROWS:

@@ -18,7 +18,7 @@ import sympy
 
 from . import ops
 from .errors import InputError, NotFinite
-from .graph import Graph, lower
+from .graph import Graph, lower, rows_all
 from .taylor import (
     Failure,
     propagate,
@@ -327,7 +327,7 @@ def _failure_of(
 
     seeds = {name: seed(bk, point[name], 0) for name in graph.variables}
     _, forward = propagate(graph, seeds, bk, npoints)
-    bad_result = ~finite_mask(result).reshape(npoints, -1).all(axis=1)
+    bad_result = ~rows_all(finite_mask(result).reshape(npoints, -1))
     culprit = forward.culprit.copy()
     trace = bad_result & ~forward.bad
     if trace.any() and graph.variables:

@@ -223,6 +223,23 @@ def walk(
     return values
 
 
+def rows_any(mask: np.ndarray) -> np.ndarray:
+    """``mask.any(axis=1)`` for a 2-D boolean array of many rows and a few columns, column by column:
+    numpy's reduction across a short inner axis takes ~13 ms per 10^6 rows, this ~1 ms."""
+    out = np.array(mask[:, 0], dtype=bool, copy=True) if mask.shape[1] else np.zeros(mask.shape[0], dtype=bool)
+    for j in range(1, mask.shape[1]):
+        out |= mask[:, j]
+    return out
+
+
+def rows_all(mask: np.ndarray) -> np.ndarray:
+    """``mask.all(axis=1)``, column by column (see :func:`rows_any`)."""
+    out = np.array(mask[:, 0], dtype=bool, copy=True) if mask.shape[1] else np.ones(mask.shape[0], dtype=bool)
+    for j in range(1, mask.shape[1]):
+        out &= mask[:, j]
+    return out
+
+
 def finite_mask(arr: Any) -> np.ndarray:
     """True where every entry along the leading axes is finite; works for float and mpf arrays."""
     a = np.asarray(arr)

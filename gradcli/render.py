@@ -32,6 +32,7 @@ import mpmath
 
 from .check import CheckResult
 from .commands import Block, Job, Row
+from .graph import rows_all, rows_any
 
 __all__ = ["Renderer", "number", "json_number", "compact_wrt", "JSON_SCHEMA", "TABLE_MAX_ROWS", "waiting",
            "taylor_polynomial", "symbolic_text", "SYMBOLIC_FORMATS"]
@@ -611,7 +612,7 @@ class Renderer:
                      for j in range(entries)]
             errs = np.stack([b.rel_err[rows] for b in block.checks], axis=1)
             with np.errstate(invalid="ignore"):
-                worst = np.where(ran.any(axis=1), np.where(ran, errs, -np.inf).max(axis=1), np.nan)
+                worst = np.where(rows_any(ran), np.where(ran, errs, -np.inf).max(axis=1), np.nan)
             cols.append(floats(worst))
             reasons = [dumps(b.skipped[0] or "not checked") for b in block.checks]
             skipped = []
@@ -619,7 +620,7 @@ class Renderer:
                 why = list(dict.fromkeys(r for r, s in zip(reasons, row) if s))
                 skipped.append("null" if not why else dumps("; ".join(json.loads(w) for w in why)))
             cols.append(skipped)
-            cols.append(np.where((status == 0).any(axis=1), "false", "true").tolist())
+            cols.append(np.where(rows_any(status == 0), "false", "true").tolist())
         else:
             cols += [["null"] * n for _ in range(entries)]
             cols += [["null"] * n, [dumps("--no-check" if not job.check else None)] * n, ["true"] * n]
@@ -736,9 +737,9 @@ class Renderer:
         if self.job.check:
             status = np.stack([b.status for b in block.checks], axis=1)
             errs = np.stack([b.rel_err for b in block.checks], axis=1)
-            ok = np.where((status == 0).any(axis=1), "false", np.where((status == 1).all(axis=1), "true", ""))
+            ok = np.where(rows_any(status == 0), "false", np.where(rows_all(status == 1), "true", ""))
             with np.errstate(all="ignore"):
-                known = ~np.isnan(errs).all(axis=1)
+                known = ~rows_all(np.isnan(errs))
                 worst = np.where(known, np.nanmax(np.where(np.isnan(errs), -np.inf, errs), axis=1), np.nan)
             ok = np.where(block.bad, "", ok)
             cols.append(ok.tolist())
