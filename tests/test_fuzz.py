@@ -18,6 +18,7 @@ CI runs ``GRADCLI_FUZZ_EXAMPLES`` (default 1000) examples per test; raise it to 
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
@@ -145,7 +146,9 @@ def test_parse_expr_returns_an_expression_or_raises_a_user_error(text):
 @FUZZ
 @given(text=mutated())
 def test_mutated_valid_expressions_parse_or_raise_a_user_error(text):
-    _parse_or_refuse(text)
+    expr = _parse_or_refuse(text)
+    if expr is not None:  # every variable of the result is a name written in the text
+        assert {str(s) for s in expr.free_symbols} <= set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)), text
 
 
 coordinates = st.one_of(

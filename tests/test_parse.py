@@ -321,7 +321,8 @@ def test_code_injection_in_at_is_refused_and_never_runs(template: str, tmp_path:
 
 @pytest.mark.parametrize("text", HOSTILE, ids=lambda t: repr(t[:30]))
 def test_hostile_input_is_refused_quickly(text: str) -> None:
-    refused(parse_expr, text)
+    error = refused(parse_expr, text)
+    assert error.exit_code == 2 and error.message  # the contract's exit code for bad input, with a reason
 
 
 @settings(max_examples=300, deadline=None)
