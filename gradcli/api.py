@@ -8,7 +8,6 @@ constant-expression strings (``"pi/4"``) or numpy arrays (vectorised over points
 from __future__ import annotations
 
 import functools
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -76,12 +75,6 @@ def _is_scalar_point(at: dict[str, Any]) -> bool:
     return all(np.ndim(v) == 0 for v in at.values() if not isinstance(v, sympy.Basic))
 
 
-def _plain_number(v: Any) -> bool:
-    """A finite Python float, or an int float64 holds exactly."""
-    t = type(v)
-    return (t is float and math.isfinite(v)) or (t is int and -(2**53) <= v <= 2**53)
-
-
 def _exact(at: dict[str, Any]) -> dict[str, Any]:
     """The values the ball engine takes exactly: typed constants and Python numbers at one point."""
     return {k: v for k, v in at.items() if isinstance(v, (sympy.Basic, int, float, mpmath.mpf))
@@ -94,10 +87,7 @@ def _evaluate(job: Any, at: dict[str, Any], scalar: bool | None = None) -> Any:
     ``scalar``: whether ``at`` is one point (worked out when not given)."""
     if scalar is None:
         scalar = _is_scalar_point(at)
-    if scalar and at and not job.bk.is_mp and all(_plain_number(v) for v in at.values()):
-        points, n = {k: np.array([float(v)]) for k, v in at.items()}, 1  # what point_arrays gives them
-    else:
-        points, n = point_arrays(at, job.bk)
+    points, n = point_arrays(at, job.bk)
     block = evaluate_block(job, Chunk(points, n, (None,) * n, exact=_exact(at) if scalar else {}))
     bad = np.flatnonzero(block.bad)
     if bad.size:

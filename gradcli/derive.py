@@ -18,7 +18,7 @@ import sympy
 
 from . import ops
 from .errors import InputError, NotFinite
-from .graph import Graph, lower, rows_all
+from .graph import Graph, finite_mask, lower, rows_all
 from .taylor import (
     Failure,
     propagate,
@@ -115,8 +115,8 @@ def resolve_point(prep: Prepared, wrt: list[str], at: dict[str, Any] | None) -> 
 
 def point_arrays(point: dict[str, Any], bk: ops.Backend) -> tuple[dict[str, np.ndarray], int]:
     """Values (numbers, sympy constants or arrays) as backend arrays of one common length P."""
-    from .graph import finite_mask
-
+    if point and not bk.is_mp and all(_plain_number(v) for v in point.values()):
+        return {k: np.array([float(v)]) for k, v in point.items()}, 1  # one point of plain numbers: no checks due
     arrays: dict[str, np.ndarray] = {}
     for name, v in point.items():
         try:
@@ -142,6 +142,12 @@ def point_arrays(point: dict[str, Any], bk: ops.Backend) -> tuple[dict[str, np.n
         raise InputError(f"point arrays have different lengths: {sorted(sizes)}")
     n = sizes.pop() if sizes else 1
     return {k: (np.broadcast_to(a, (n,)).copy() if a.shape[0] != n else a) for k, a in arrays.items()}, n
+
+
+def _plain_number(v: Any) -> bool:
+    """A finite Python float, or an int float64 holds exactly."""
+    t = type(v)
+    return (t is float and math.isfinite(v)) or (t is int and -(2**53) <= v <= 2**53)
 
 
 def _mp_arr(x: Any) -> np.ndarray:
@@ -323,7 +329,6 @@ def _failure_of(
 ) -> Failure:
     """Reverse sweeps can stay finite where f itself is not (log'(-1) = -1), so the forward values
     are always checked too; a derivative that alone is not finite is traced with a Taylor run."""
-    from .graph import finite_mask
 
     seeds = {name: seed(bk, point[name], 0) for name in graph.variables}
     _, forward = propagate(graph, seeds, bk, npoints)
