@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +26,7 @@ from .errors import InputError, NotFinite
 from .graph import finite_mask, rows_all
 from .parse import Wrt
 
-__all__ = ["COMMANDS", "Command", "Entry", "Job", "Row", "Chunk", "Block", "evaluate_block", "evaluate_chunk",
+__all__ = ["COMMANDS", "Command", "Entry", "Job", "Row", "Chunk", "Block", "evaluate_block",
            "superscript", "partial_label"]
 
 _SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -600,13 +599,6 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
             checks.append(oracle.check_many(pts, flat[:, j], tol=tol, dps=dps, mask=~bad))
     symbolic = job.symbolic_derivatives() if job.check or job.symbolic else None
     return Block(job, chunk, values, extra, bad, fails, checks, certs, errors, symbolic)
-
-
-def evaluate_chunk(job: Job, chunk: Chunk) -> Iterator[Row]:
-    """Evaluate one chunk of points and yield a :class:`Row` per point, in order."""
-    block = evaluate_block(job, chunk)
-    for i in range(chunk.size):
-        yield block.row(i)
 
 
 def _tolist(a: Any) -> Any:

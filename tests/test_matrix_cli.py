@@ -16,7 +16,7 @@ from conftest import run
 
 from gradcli import commands, ops
 from gradcli.check import close
-from gradcli.commands import Chunk, Job, evaluate_chunk
+from gradcli.commands import Chunk, Job, evaluate_block
 from gradcli.derive import point_arrays, prepare
 
 X, Y, Z = sympy.symbols("x y z", real=True)
@@ -273,7 +273,7 @@ def test_hessian_check_builds_one_oracle_per_unordered_pair() -> None:
     prep = prepare("x**2*y*z + exp(x*z)")
     job = Job("hessian", (prep,), ("x", "y", "z"), ops.F64, check=True)
     values, size = point_arrays({"x": 0.5, "y": 2, "z": -1}, ops.F64)
-    (row,) = evaluate_chunk(job, Chunk(values, size, (None,)))
+    row = evaluate_block(job, Chunk(values, size, (None,))).row(0)
     assert len({id(job.oracle(e)) for e in job.entries}) == 6  # 3 diagonal + 3 off-diagonal pairs, not 9
     assert len(row.checks) == 9 and all(c.ok for c in row.checks)
     sym = X**2 * Y * Z + sympy.exp(X * Z)
