@@ -64,13 +64,6 @@ def _values(at: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def _scalar_or_array(values: np.ndarray, scalar: bool) -> Any:
-    if scalar:
-        v = values[0]
-        return v if isinstance(v, mpmath.mpf) else float(v)
-    return values
-
-
 def _is_scalar_point(at: dict[str, Any]) -> bool:
     return all(np.ndim(v) == 0 for v in at.values() if not isinstance(v, sympy.Basic))
 

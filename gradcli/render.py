@@ -357,10 +357,6 @@ class Renderer:
         self.before_streaming: Callable[[], None] = lambda: None
 
     # -- shape of values -----------------------------------------------------------------------------
-    @property
-    def _vector(self) -> bool:
-        return self.job.command.kind != "scalar"
-
     def _symbolic(self, row: Row) -> list[str | None]:
         """The symbolic derivative of each entry (the row's, found by the evaluation) in
         ``symbolic_format``, None where sympy did not finish; formatted once per run."""
