@@ -130,15 +130,21 @@ def _is(a: Value, c: float) -> bool:
 
 
 class _Trace:
-    """Records instructions ``(primitive, out slot, argument slots or constants, params)``."""
+    """Records instructions ``(primitive, out slot, argument slots or constants, params)``.
 
-    def __init__(self) -> None:
+    ``bound``: also record, right after each instruction, the instructions of its rounding-error bound
+    (:func:`_rho`), so the program computes one for every value it computes."""
+
+    def __init__(self, bound: bool = False) -> None:
         self.instrs: list[tuple[ops.Primitive, int, tuple[Value, ...], tuple[tuple[str, Any], ...]]] = []
         self.memo: dict[Any, Value] = {}
         self.nslots = 0
         self.var_names: dict[int, str] = {}  # input slots: the variables
         self.widths: list[int] = []  # per slot: 1 (one value per point), or n (stacked directions)
         self.negated: dict[int, Value] = {}  # slot of an instruction neg(a) -> a
+        self.rho: dict[int, Rho | None] | None = {} if bound else None  # slot -> its bound (None: none)
+        self.nonneg: set[int] = set()  # slots known to hold values >= 0 (or nan)
+        self.bounding = False  # emitting a bound's own instructions (they get no bound)
 
     def variable(self, name: str) -> _Sym:
         s = self.slot(1)
@@ -176,15 +182,36 @@ class _Trace:
         if folded is not None:
             return folded
         key = (name, tuple(_key(a) for a in args), ps)
+        if name in ("add", "mul"):  # a + b and b + a are the same instruction (exactly, in IEEE arithmetic)
+            key = (name, tuple(sorted(key[1], key=repr)), ps)
         found = self.memo.get(key)
-        if found is not None:
-            return found
-        out = self.slot(max(self.width(a) for a in args))
-        self.instrs.append((prim, out.id, args, ps))
-        self.memo[key] = out
-        if name == "neg":
-            self.negated[out.id] = args[0]
-        return out
+        if found is None:
+            found = self.slot(max(self.width(a) for a in args))
+            self.instrs.append((prim, found.id, args, ps))
+            self.memo[key] = found
+            if name == "neg":
+                self.negated[found.id] = args[0]
+        if self.rho is not None and not self.bounding and found.id not in self.rho:
+            # (an instruction first emitted for a bound gets its own once the program itself uses it)
+            self.bounding = True
+            try:
+                self.rho[found.id] = _rho(self, prim, found, args, dict(ps))
+            finally:
+                self.bounding = False
+        return found
+
+    def rho_of(self, a: Value) -> Rho | None:
+        """The bound of a value: variables are exact; so are constants that are whole numbers."""
+        if isinstance(a, _Sym):
+            return (None, 0.0) if a.id in self.var_names else self.rho.get(a.id)  # type: ignore[union-attr]
+        # a constant folded at lowering: a few roundings at most (sympy keeps EXPR's constants exact)
+        exact = isinstance(a, np.ndarray) or (math.isfinite(a) and a == int(a) and abs(a) < 2.0**53)
+        return (None, 0.0) if exact else (None, 4.0)
+
+    def is_nonneg(self, a: Value) -> bool:
+        if isinstance(a, _Sym):
+            return a.id in self.nonneg
+        return not isinstance(a, np.ndarray) and a >= 0
 
     def _fold_negation(self, name: str, args: tuple[Value, ...], params: dict[str, Any] | None) -> Value | None:
         """Negations moved out of products and into sums and differences, where they cost nothing (a
@@ -195,6 +222,8 @@ class _Trace:
         neg = [self.negated.get(a.id) if isinstance(a, _Sym) else None for a in args]
         if name == "neg" and neg[0] is not None:  # -(-a) = a
             return neg[0]
+        if name == "abs" and neg[0] is not None:  # |-a| = |a|
+            return self.emit("abs", (neg[0],))
         if name in ("mul", "div") and (neg[0] is not None or neg[1] is not None):
             a, b = (args[0] if neg[0] is None else neg[0]), (args[1] if neg[1] is None else neg[1])
             if neg[0] is not None and neg[1] is not None:  # (-a)(-b) = ab
@@ -207,6 +236,105 @@ class _Trace:
         if name == "sub" and neg[1] is not None:  # a - (-b) = a + b
             return self.emit("add", (args[0], neg[1]))
         return None
+
+
+# ---- the rounding-error bound ------------------------------------------------------------------------
+#: A value's bound on its relative rounding error, in units of u = 2^-53: ``(dyn, st)`` stands for
+#: ``dyn + st``, ``dyn`` a traced value (one per point) or None, ``st`` a number known at lowering.
+Rho = tuple[Any, float]
+#: A function kernel's own error, in ulps (numpy's and libm's are within one or two; the ones
+#: evaluated through math or mpmath within a few).
+KERNEL_ULPS = 16.0
+#: Functions whose values are >= 0 (or nan), so sums of them cannot cancel.
+_NONNEG = frozenset({"exp", "cosh", "abs", "erfc"})
+
+
+def _plus(a: Value | None, b: Value | None) -> Value | None:
+    return b if a is None else a if b is None else a + b
+
+
+def _full(r: Rho) -> Value:
+    """``dyn + st`` as one value (a float when there is no ``dyn``)."""
+    dyn, st = r
+    if dyn is None:
+        return st
+    return dyn + st if st else dyn
+
+
+def _rho(tr: _Trace, prim: ops.Primitive, out: _Sym, args: tuple[Value, ...], params: dict[str, Any]) -> Rho | None:
+    """The bound of ``out = prim(*args)`` from its arguments' bounds: a first-order running error analysis
+    (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., section 3.3), traced as
+    instructions. Products and quotients add their arguments' relative errors; a sum or difference weighs
+    them by |term| / |result| (cancellation is where errors grow), unless both terms are known to be
+    >= 0; a function scales each argument's by its condition number |a df/da / f|, the partial taken from
+    the registry's reverse rule (no rule of its own per function), and adds its kernel's own error. Each
+    operation adds one rounding. None: no bound (a primitive without a reverse rule).
+
+    The bound is what decides which rows the ball engine must certify (gradcli.commands): rows it
+    cannot vouch for within the tolerance go to the balls; a sample of the others does too, to test it."""
+    name = prim.name
+    rs = [tr.rho_of(a) for a in args]
+    if any(r is None for r in rs):
+        return None
+    nonneg = [tr.is_nonneg(a) for a in args]
+    zero = (None, 0.0)
+    if name in ("neg", "abs", "broadcast_to"):  # exact operations
+        if name == "abs" or (name == "broadcast_to" and nonneg[0]):
+            tr.nonneg.add(out.id)
+        return rs[0]
+    if name in ("mul", "div"):
+        if all(nonneg) or (name == "mul" and _key(args[0]) == _key(args[1])):
+            tr.nonneg.add(out.id)
+        return (_plus(rs[0][0], rs[1][0]), rs[0][1] + rs[1][1] + 1.0)
+    if name == "pow":  # |p|: the condition number of x^p, a constant
+        p = abs(float(params["p"]))
+        if nonneg[0] or (float(params["p"]) == int(params["p"]) and int(params["p"]) % 2 == 0):
+            tr.nonneg.add(out.id)
+        dyn = rs[0][0]
+        return (None if dyn is None else dyn if p == 1 else dyn * p, p * rs[0][1] + 2.0)
+    if name in ("add", "sub"):
+        if name == "add" and all(nonneg):  # no cancellation: at most the larger bound
+            tr.nonneg.add(out.id)
+            return (_plus(rs[0][0], rs[1][0]), max(rs[0][1], rs[1][1]) + 1.0)
+        moved = [(a, r) for a, r in zip(args, rs) if r != zero]
+        if len(moved) < 2:  # one exact term: |b| rho_b / |a + b|
+            return (_SYM_T.abs(moved[0][0]) / _SYM_T.abs(out) * _full(moved[0][1]), 1.0) if moved else (None, 1.0)
+        # (|a| rho_a + |b| rho_b) / |a + b| <= (|a| + |b|) / |a + b| * max(rho_a, rho_b): fewer instructions
+        # than the weighted sum, and the dynamic parts of both are often the same value
+        (da, sa), (db, sb) = rs
+        dyn = da if da is not None and db is not None and _key(da) == _key(db) else _plus(da, db)
+        ratio = (_SYM_T.abs(args[0]) + _SYM_T.abs(args[1])) / _SYM_T.abs(out)
+        return (ratio * _full((dyn, max(sa, sb))), 1.0)
+    if name == "sign":  # exact, unless the argument's error may reach its size: then unknown
+        r = _full(rs[0])
+        if isinstance(r, float):
+            return zero if r * 2.0**-53 < 0.5 else (None, math.inf)
+        return ((_SYM_T.sign(r * 2.0**-53 - 0.5) + 1.0) * 1e300, 0.0)
+    if prim.vjp is None or name == "sum_to":
+        return None
+    partials = prim.vjp(_SYM_T, 1.0, out, *args, **params)
+    terms = [_SYM_T.abs(a if _key(d) == _key(out) else a * d / out) * _full(r)  # f' = f (exp): |a|
+             for a, r, d in zip(args, rs, partials) if r != zero and d is not None]
+    if name in _NONNEG:
+        tr.nonneg.add(out.id)
+    if prim.f64_ulps is not None:  # the kernel's own error, where it is not within KERNEL_ULPS everywhere
+        terms.append(prim.f64_ulps(_SYM_T, out, *args, **params))
+    return (_sum(terms), KERNEL_ULPS)
+
+
+def _total(tr: _Trace, values: list[Value]) -> Value | None:
+    """The sum of the bounds of ``values`` (None without a bound)."""
+    if tr.rho is None:
+        return None
+    tr.bounding = True
+    try:
+        rs = [tr.rho_of(v) for v in values]
+        if any(r is None for r in rs):
+            return None
+        dyn = _sum([r[0] for r in rs if r[0] is not None])  # type: ignore[index]
+        return _full((dyn, sum(r[1] for r in rs)))  # type: ignore[index]
+    finally:
+        tr.bounding = False
 
 
 def _namespace(apply: Callable[..., Any]) -> SimpleNamespace:
@@ -352,6 +480,7 @@ class Program:
     outputs: tuple[int, ...]  # env index per result entry
     rows: tuple[int | None, ...]
     check: int  # env index of the sum of every checked value (non-finite in any row: a suspect point)
+    bound: int | None = None  # env index of the outputs' rounding-error bound (see _rho), if traced
 
 
 UFUNC, INTO, VALUE = 0, 1, 2
@@ -372,13 +501,15 @@ def _probe_absorbs(prim: ops.Primitive, params: dict[str, Any], slot: int) -> bo
 
 
 def _lower(tr: _Trace, outputs: list[Value], checks: list[Value], guarded: list[Value],
-           rows: list[int | None] | None = None) -> Program:
-    """Dead-code elimination, the finiteness sum, and buffers by liveness."""
+           rows: list[int | None] | None = None, bounded: list[Value] | None = None) -> Program:
+    """Dead-code elimination, the finiteness sum, and buffers by liveness; ``bounded``: the outputs
+    whose rounding-error bounds the program sums (when the trace has bounds)."""
     check_terms = list(dict.fromkeys(c for c in [*guarded, *checks] if isinstance(c, _Sym)))
     chk = _sum(check_terms) if check_terms else 0.0
+    bound = _total(tr, outputs if bounded is None else bounded)
     instrs = tr.instrs
     producer = {out: k for k, (_, out, _, _) in enumerate(instrs)}
-    roots = [o.id for o in [*outputs, chk] if isinstance(o, _Sym)]
+    roots = [o.id for o in [*outputs, chk, bound] if isinstance(o, _Sym)]
     live = set()
     stack = list(roots)
     while stack:
@@ -391,11 +522,11 @@ def _lower(tr: _Trace, outputs: list[Value], checks: list[Value], guarded: list[
             stack.extend(a.id for a in instrs[k][2] if isinstance(a, _Sym))
     kept = [ins for ins in instrs if ins[1] in live]
     inputs = sorted(tr.var_names)
-    return _assemble(tr, kept, inputs, outputs, chk, rows or [None] * len(outputs))
+    return _assemble(tr, kept, inputs, outputs, chk, rows or [None] * len(outputs), bound)
 
 
 def _assemble(tr: _Trace, kept: list[Any], var_slots: list[int], outputs: list[Value], chk: Value,
-              rows: list[int | None]) -> Program:
+              rows: list[int | None], bound: Value | None) -> Program:
     names = tr.var_names
     env: dict[Any, int] = {}
     inputs = []
@@ -415,8 +546,8 @@ def _assemble(tr: _Trace, kept: list[Any], var_slots: list[int], outputs: list[V
         for a in args:
             if not isinstance(a, _Sym):
                 const_index(a)
-    for o in [*outputs, chk]:
-        if not isinstance(o, _Sym):
+    for o in [*outputs, chk, bound]:
+        if o is not None and not isinstance(o, _Sym):
             const_index(o)
     base = len(inputs)
     for key, idx in list(env.items()):
@@ -428,7 +559,7 @@ def _assemble(tr: _Trace, kept: list[Any], var_slots: list[int], outputs: list[V
         for a in args:
             if isinstance(a, _Sym):
                 last_use[a.id] = k
-    pinned = {o.id for o in [*outputs, chk] if isinstance(o, _Sym)}
+    pinned = {o.id for o in [*outputs, chk, bound] if isinstance(o, _Sym)}
     free: dict[int, list[int]] = {}  # by width
     widths: list[int] = []
     code = []
@@ -448,7 +579,7 @@ def _assemble(tr: _Trace, kept: list[Any], var_slots: list[int], outputs: list[V
         code.append(_instruction(prim, buf, idx, dict(ps)))
 
     return Program(tuple(inputs), tuple(consts), tuple(widths), tuple(code), tuple(env[_key(o)] for o in outputs),
-                   tuple(rows), env[_key(chk)])
+                   tuple(rows), env[_key(chk)], None if bound is None else env[_key(bound)])
 
 
 def _instruction(prim: ops.Primitive, out: int, args: tuple[int, ...], params: dict[str, Any]) -> Any:
@@ -525,20 +656,21 @@ def _reverse(graph: Graph, vals: list[Any], seed: Any, T: Any, wrt: Sequence[str
 
 
 @lru_cache(maxsize=64)
-def compile_gradient(graph: Graph, wrt: tuple[str, ...]) -> Program:
-    """Outputs: f, then df/dw for each w in ``wrt``."""
-    tr = _Trace()
+def compile_gradient(graph: Graph, wrt: tuple[str, ...], bound: bool = True) -> Program:
+    """Outputs: f, then df/dw for each w in ``wrt``; ``bound``: with the gradient's rounding-error bound."""
+    tr = _Trace(bound)
     variables = {name: tr.variable(name) for name in graph.variables}
     vals, checks = _forward(graph, tr, variables, lambda c: c, _sym_apply)
     adjoint = _reverse(graph, vals, 1.0, _SYM_T, wrt)
     index = {node.name: i for i, node in enumerate(graph.nodes) if node.op == "var"}
     grads = [adjoint[index[w]] if w in index and adjoint[index[w]] is not None else 0.0 for w in wrt]
-    return _lower(tr, [vals[graph.output], *grads], [vals[graph.output], *grads], checks)
+    return _lower(tr, [vals[graph.output], *grads], [vals[graph.output], *grads], checks, bounded=grads)
 
 
 @lru_cache(maxsize=64)
-def compile_hessian(graph: Graph, wrt: tuple[str, ...], stacked: bool = False) -> Program:
-    """Outputs: the entries (i, j), i <= j, row by row (forward-over-reverse, all directions at once).
+def compile_hessian(graph: Graph, wrt: tuple[str, ...], stacked: bool = False, bound: bool = True) -> Program:
+    """Outputs: the entries (i, j), i <= j, row by row (forward-over-reverse, all directions at once);
+    ``bound``: with their rounding-error bound (not with ``stacked``).
 
     By default a tangent is n separate values, one per direction, and the structurally zero ones are
     never computed (the tangent of x is e_x: no work in the other directions until x mixes with them);
@@ -549,7 +681,7 @@ def compile_hessian(graph: Graph, wrt: tuple[str, ...], stacked: bool = False) -
     one thread, CPU: 53 ms stacked against 42 ms; 1.3-1.7x on four- and six-variable Hessians), so
     kept for measurement (bench/bench_batch.py prints both) and not used by default."""
     n = len(wrt)
-    tr = _Trace()
+    tr = _Trace(bound and not stacked)
     if stacked:
         seeds = {name: np.array([[1.0 if w == name else 0.0] for w in wrt]) for name in graph.variables}
         variables = {name: _Dual(tr.variable(name), (seeds[name] if seeds[name].any() else None,))
@@ -595,10 +727,11 @@ def _assign(fn: Callable[..., Any], out: np.ndarray, params: dict[str, Any], *ar
 
 
 def run(prog: Program, point: dict[str, np.ndarray], npoints: int, sink: Callable[[int, int, list[Any]], None],
-        *, threads: int | None = None, block: int | None = None) -> np.ndarray:
+        *, threads: int | None = None, block: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Run ``prog`` over every point, block by block on a pool of threads; ``sink(p0, p1, values)``
     receives each block's output values (arrays or floats; the buffers are reused right after).
-    Returns the suspect rows (a value to check was not finite).
+    Returns the suspect rows (a value to check was not finite) and, when the program has one, each
+    row's rounding-error bound (relative, in units of 2^-53; see :func:`_rho`).
 
     Blocks are handed out in order from one counter, so a worker that the OS sets aside for a while
     (a loaded machine) delays nothing: the others take the next blocks. The calling thread is a worker."""
@@ -606,6 +739,7 @@ def run(prog: Program, point: dict[str, np.ndarray], npoints: int, sink: Callabl
     nblocks = max(1, math.ceil(npoints / size))
     nthreads = min(threads_from(threads), nblocks)
     suspect = np.zeros(npoints, dtype=bool)
+    rho = None if prog.bound is None else np.empty(npoints)
     arrays = [np.broadcast_to(np.asarray(point[name], dtype=np.float64), (npoints,)) for name in prog.inputs]
     nin = len(prog.inputs)
     counter = itertools.count()  # next() on it is atomic under the GIL
@@ -631,6 +765,8 @@ def run(prog: Program, point: dict[str, np.ndarray], npoints: int, sink: Callabl
                 for fn, args in calls:
                     fn(*args)
                 sink(p0, p1, [env[o] if r is None else env[o][r] for o, r in zip(prog.outputs, prog.rows)])
+                if rho is not None:
+                    rho[p0:p1] = env[prog.bound]
                 chk = env[prog.check]
                 if isinstance(chk, np.ndarray) and chk.ndim == 2:  # stacked: every row must be finite
                     w = chk.shape[0]
@@ -651,29 +787,32 @@ def run(prog: Program, point: dict[str, np.ndarray], npoints: int, sink: Callabl
             work()
             for f in helpers:
                 f.result()
-    return suspect
+    return suspect, rho
 
 
 def gradient(graph: Graph, wrt: Sequence[str], point: dict[str, np.ndarray], npoints: int, *,
-             threads: int | None = None, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """df/dw for every w in ``wrt`` at every point, shape (P, len(wrt)), and the suspect rows."""
-    prog = compile_gradient(graph, tuple(wrt))
+             threads: int | None = None, block: int | None = None,
+             bound: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """df/dw for every w in ``wrt`` at every point, shape (P, len(wrt)), the suspect rows, and the rows'
+    rounding-error bounds (``bound``; None when the graph has a primitive without one)."""
+    prog = compile_gradient(graph, tuple(wrt), bound)
     out = np.empty((npoints, len(wrt)))
 
     def sink(p0: int, p1: int, values: list[Any]) -> None:
         for j, v in enumerate(values[1:]):
             out[p0:p1, j] = v
 
-    return out, run(prog, point, npoints, sink, threads=threads, block=block)
+    return out, *run(prog, point, npoints, sink, threads=threads, block=block)
 
 
 def hessian(graph: Graph, wrt: Sequence[str], point: dict[str, np.ndarray], npoints: int, *,
             threads: int | None = None, block: int | None = None,
-            stacked: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The Hessian along ``wrt`` at every point, shape (P, n, n), exactly symmetric, and the suspects
-    (``stacked``: the tangent directions along an axis, see :func:`compile_hessian`)."""
+            stacked: bool = False, bound: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The Hessian along ``wrt`` at every point, shape (P, n, n), exactly symmetric, the suspects, and
+    the rows' rounding-error bounds as :func:`gradient` (``stacked``: the tangent directions along an
+    axis, see :func:`compile_hessian`; no bound)."""
     n = len(wrt)
-    prog = compile_hessian(graph, tuple(wrt), stacked)
+    prog = compile_hessian(graph, tuple(wrt), stacked, bound)
     out = np.empty((npoints, n, n))
     pairs = [(i, j) for i in range(n) for j in range(i, n)]
 
@@ -683,4 +822,4 @@ def hessian(graph: Graph, wrt: Sequence[str], point: dict[str, np.ndarray], npoi
             if i != j:
                 out[p0:p1, j, i] = v
 
-    return out, run(prog, point, npoints, sink, threads=threads, block=block)
+    return out, *run(prog, point, npoints, sink, threads=threads, block=block)

@@ -12,7 +12,7 @@ import numpy as np
 import sympy
 
 from . import ops
-from .certify import Certificate, Group, Outcome, certify, estimate_flags, perturb
+from .certify import Certificate, Group, Outcome, beyond_bound, certify, estimate_flags, perturb
 from .check import CheckBatch, CheckResult, Oracle, TaylorChain, close, rel_err
 from .derive import (
     Prepared,
@@ -494,14 +494,18 @@ def _certify_rows(job: Job, chunk: Chunk, rows: Any, values: np.ndarray, extra: 
         pt = _point(job, chunk, i)
         row: list[Outcome] = []
         col = 0
+        done: dict[Any, list[Outcome]] = {}  # a Hessian's (x, y) and (y, x): one group, certified once
         for g in job.plan:
             cands = None
             if candidates and flat.dtype != object:
                 cands = [float(x) for x in flat[i, col : col + g.order + 1 if g.taylor else col + 1]]
                 if g.taylor:
                     cands += [float(x) for x in coeffs[i]] if coeffs is not None else [None] * (g.order + 1)
-            row.extend(certify(g, {k: v for k, v in pt.items() if k in g.graph.variables or k in g.counts},
-                               cands, tol=job.tol, digits=job.digits))
+            key = (id(g.graph), tuple(sorted(g.counts.items())), g.taylor, None if cands is None else tuple(cands))
+            if key not in done:
+                done[key] = certify(g, {k: v for k, v in pt.items() if k in g.graph.variables or k in g.counts},
+                                    cands, tol=job.tol, digits=job.digits)
+            row.extend(done[key])
             col += g.order + 1 if g.taylor else 1
         if job.command.series:  # derivatives, then coefficients (each certified)
             half = job.order + 1
@@ -533,6 +537,42 @@ def _only_point(job: Job, chunk: Chunk, i: int) -> dict[str, Any]:
     return {k: v[i] for k, v in chunk.values.items()}
 
 
+def _unvouched(job: Job, chunk: Chunk, values: np.ndarray, fails: list[Any]) -> np.ndarray:
+    """The rows whose float64 values may be further than a fraction of ``tol`` from the true ones: by the
+    engines' rounding-error bounds where they traced one (the fused evaluator), else by the estimate of
+    a second run at the points moved by a few ulps (:func:`~gradcli.certify.estimate_flags`)."""
+    bounds = [fail.bound for _, fail in fails]
+    if bounds and all(b is not None for b in bounds):
+        return beyond_bound(bounds, job.tol)
+    perturbed, _, _ = job.command.compute(job, Chunk(perturb(chunk.values), chunk.size, chunk.lines))
+    return estimate_flags(values, perturbed, job.tol)
+
+
+def _sample(flagged: np.ndarray, k: int) -> np.ndarray:
+    """Up to ``k`` unflagged rows spread over the chunk: from each of ``k`` evenly spaced rows, the first
+    unflagged one at or after it (found in a short window; the whole chunk only when the window has none)."""
+    n = flagged.size
+    picks: set[int] = set()
+    for p in np.linspace(0, n - 1, k).astype(int):
+        window = flagged[p : p + 4096]
+        j = int(np.argmin(window))  # the first False
+        if not window[j]:
+            picks.add(int(p) + j)
+        else:
+            rest = np.flatnonzero(~flagged)
+            return rest[np.linspace(0, rest.size - 1, min(k, rest.size)).astype(int)] if rest.size else rest
+    return np.array(sorted(picks), dtype=np.intp)
+
+
+def _owned(raw: Any, chunk: Chunk) -> np.ndarray:
+    """The engine's values as an array the block may write into: the array itself when the engine made
+    it for this call (the fused evaluator does), else a copy (a broadcast view, a point's own array)."""
+    if (isinstance(raw, np.ndarray) and raw.flags.owndata and raw.flags.writeable
+            and not any(np.may_share_memory(raw, v) for v in chunk.values.values())):
+        return raw
+    return np.array(raw)
+
+
 def evaluate_block(job: Job, chunk: Chunk) -> Block:
     """Evaluate one chunk of points: values (float64 engines, then certified by balls, or balls alone
     with ``--digits``), the rows that left the domain, and the check (vectorised over the chunk:
@@ -552,7 +592,7 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
         rows = range(n)
     else:
         raw, fails, extra = job.command.compute(job, chunk)
-        values = np.array(raw)  # writable, whatever the engine returned (a broadcast view, say)
+        values = _owned(raw, chunk)
         extra = {k: np.array(v) for k, v in extra.items()}
         bad = ~rows_all(finite_mask(values).reshape(n, -1))
         for _, fail in fails:
@@ -560,11 +600,8 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
         if n <= DIRECT_ROWS:
             rows = range(n)
         else:
-            perturbed, _, _ = job.command.compute(job, Chunk(perturb(chunk.values), n, chunk.lines))
-            flagged = estimate_flags(values, perturbed, job.tol) | bad
-            clean = np.flatnonzero(~flagged)
-            picks = np.linspace(0, clean.size - 1, min(SAMPLE_ROWS, clean.size)).astype(int)
-            sample = clean[picks] if clean.size else clean
+            flagged = _unvouched(job, chunk, values, fails) | bad
+            sample = _sample(flagged, SAMPLE_ROWS)
             rows = np.union1d(np.flatnonzero(flagged), sample)
     certs: dict[int, list[Certificate]] = {}
     outcomes: dict[int, list[Outcome]] = {}

@@ -274,9 +274,9 @@ def derivative_values(
 
         names = list(dict.fromkeys(wrt))
         pts = {k: v for k, v in point.items() if k in graph.variables}
-        out, suspect = batch.hessian(graph, names, pts, npoints, threads=threads)
+        out, suspect, bound = batch.hessian(graph, names, pts, npoints, threads=threads)
         values = np.ascontiguousarray(out[:, names.index(wrt[0]), names.index(wrt[1])])
-        return values, _suspects_failure(graph, values, suspect, pts, bk, npoints, 2)
+        return values, _suspects_failure(graph, values, suspect, pts, bk, npoints, 2, bound)
     if engine == "reverse" or (engine == "auto" and order == 1):
         return _reverse(graph, wrt, point, bk, npoints)
     counts = {n: wrt.count(n) for n in dict.fromkeys(wrt)}
@@ -355,9 +355,10 @@ def _fused(bk: ops.Backend, npoints: int) -> bool:
 
 
 def _suspects_failure(graph: Graph, out: np.ndarray, suspect: np.ndarray, point: dict[str, np.ndarray],
-                      bk: ops.Backend, npoints: int, order: int) -> Failure:
+                      bk: ops.Backend, npoints: int, order: int, bound: np.ndarray | None) -> Failure:
     """The Failure of a fused run: rows it found clean are clean (every non-finite value reaches a
-    checked one); the suspect rows get the exact analysis of :func:`_failure_of`, which names the node."""
+    checked one); the suspect rows get the exact analysis of :func:`_failure_of`, which names the node.
+    ``bound``: the run's rounding-error bounds, passed on."""
     bad = np.zeros(npoints, dtype=bool)
     culprit = np.full(npoints, -1)
     rows = np.flatnonzero(suspect)
@@ -366,7 +367,7 @@ def _suspects_failure(graph: Graph, out: np.ndarray, suspect: np.ndarray, point:
         fail = _failure_of(graph, out[rows], sub, bk, rows.size, order)
         bad[rows] = fail.bad
         culprit[rows] = fail.culprit
-    return Failure(bad, culprit)
+    return Failure(bad, culprit, bound)
 
 
 def _fused_gradient(graph: Graph, wrt: list[str], point: dict[str, np.ndarray], bk: ops.Backend, npoints: int,
@@ -374,8 +375,8 @@ def _fused_gradient(graph: Graph, wrt: list[str], point: dict[str, np.ndarray], 
     from . import batch
 
     pts = {k: v for k, v in point.items() if k in graph.variables}
-    out, suspect = batch.gradient(graph, wrt, pts, npoints, threads=threads)
-    return out, _suspects_failure(graph, out, suspect, pts, bk, npoints, 1)
+    out, suspect, bound = batch.gradient(graph, wrt, pts, npoints, threads=threads)
+    return out, _suspects_failure(graph, out, suspect, pts, bk, npoints, 1, bound)
 
 
 # ---- vectors and matrices -----------------------------------------------------------------------------
@@ -417,8 +418,8 @@ def hessian_values(
         from . import batch
 
         pts = {k: v for k, v in point.items() if k in graph.variables}
-        out, suspect = batch.hessian(graph, wrt, pts, npoints, threads=threads)
-        return out, _suspects_failure(graph, out, suspect, pts, bk, npoints, 2)
+        out, suspect, bound = batch.hessian(graph, wrt, pts, npoints, threads=threads)
+        return out, _suspects_failure(graph, out, suspect, pts, bk, npoints, 2, bound)
     from .dual import hessian
 
     out = hessian(graph, wrt, {k: v for k, v in point.items() if k in graph.variables}, bk, npoints)

@@ -223,9 +223,25 @@ def walk(
     return values
 
 
+#: Unsigned integer types as wide as a row of 2, 4 or 8 booleans (numpy stores True as the byte 1).
+_ROW_WORDS = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _row_words(mask: np.ndarray) -> np.ndarray | None:
+    """Each row of a C-contiguous boolean array of 2, 4 or 8 columns as one unsigned integer (None for
+    other shapes): a row test is then one comparison instead of a reduction across a short axis."""
+    word = _ROW_WORDS.get(mask.shape[1])
+    if word is None or mask.dtype != np.bool_ or not mask.flags.c_contiguous:
+        return None
+    return mask.view(word)[:, 0]
+
+
 def rows_any(mask: np.ndarray) -> np.ndarray:
-    """``mask.any(axis=1)`` for a 2-D boolean array of many rows and a few columns, column by column:
-    numpy's reduction across a short inner axis takes ~13 ms per 10^6 rows, this ~1 ms."""
+    """``mask.any(axis=1)`` for a 2-D boolean array of many rows and a few columns: numpy's reduction
+    across a short inner axis takes ~13 ms per 10^6 rows; column by column ~1 ms, a row as one word less."""
+    words = _row_words(mask)
+    if words is not None:
+        return words != 0
     out = np.array(mask[:, 0], dtype=bool, copy=True) if mask.shape[1] else np.zeros(mask.shape[0], dtype=bool)
     for j in range(1, mask.shape[1]):
         out |= mask[:, j]
@@ -233,7 +249,10 @@ def rows_any(mask: np.ndarray) -> np.ndarray:
 
 
 def rows_all(mask: np.ndarray) -> np.ndarray:
-    """``mask.all(axis=1)``, column by column (see :func:`rows_any`)."""
+    """``mask.all(axis=1)`` (see :func:`rows_any`)."""
+    words = _row_words(mask)
+    if words is not None:
+        return words == words.dtype.type(int.from_bytes(b"\x01" * mask.shape[1], "little"))
     out = np.array(mask[:, 0], dtype=bool, copy=True) if mask.shape[1] else np.ones(mask.shape[0], dtype=bool)
     for j in range(1, mask.shape[1]):
         out &= mask[:, j]

@@ -914,6 +914,10 @@ class Primitive:
     f64_into: Callable[..., Any] | None = None
     #: a function EXPR may call by this name (and ``gradcli.<name>`` on Tensors); False: internal
     public: bool = True
+    #: where the float64 kernel is not within gradcli.batch.KERNEL_ULPS of its value everywhere, its
+    #: error in ulps of its value, ``f64_ulps(T, out, *args)`` (traced by the fused evaluator's
+    #: rounding-error bound): loggamma's error is absolute near its zeros, lambertw's grows at -1/e
+    f64_ulps: Callable[..., Any] | None = None
     #: how a sympy call splits into parameters and operands, ``(params, operands)``, raising InputError
     #: for a parameter the primitive cannot take (polygamma's order, besselj's nu); None: all operands
     split: Callable[[sympy.Basic], tuple[dict[str, Any], tuple[sympy.Basic, ...]]] | None = None
@@ -1104,7 +1108,7 @@ _E: list[Primitive] = [
        lambda T, g, o, x: (g * T.polygamma(x, n=0),), _t_loggamma, "log of the gamma function (x > 0)",
        ball=_b_native("lgamma"), guarded=True, factorial_like=True, slow_digits=True,
        numpy=(("lgamma", _f64_lgamma), ("loggamma", _f64_lgamma)), mpmath=(("loggamma", _mp_loggamma),),
-       sample=(0.3, 3.0)),
+       sample=(0.3, 3.0), f64_ulps=lambda T, o, x: 16.0 / T.abs(o)),  # absolute near 1 and 2: 10 ulps measured
     # shape plumbing for broadcasting in the Tape API; each is the other's reverse rule
     _p("sum_to", 1, None, _sum_to, _sum_to, lambda T, g, o, x, shape: (T.broadcast_to(g, shape=x.shape),), None,
        "sum down to a shape", ("shape",), ball=None, public=False),
@@ -1125,7 +1129,7 @@ _E: list[Primitive] = [
     _p("lambertw", 1, sympy.LambertW, _np(_f64_lambertw), _mp(_mp_lambertw), _vjp_lambertw, _t_lambertw,
        "Lambert W, principal branch: w e^w = x (x >= -1/e)", ball=_b_lambertw, split=_split_lambertw,
        guarded=True, numpy=(("LambertW", _np(_f64_lambertw)),), mpmath=(("LambertW", _mp(_mp_lambertw)),),
-       sample=(-0.3, 3.0)),
+       sample=(-0.3, 3.0), f64_ulps=lambda T, o, x: 4.0 / T.abs(o + 1.0)),  # 0.65 / |1 + W| near -1/e
     # besselj(nu, x)' = (J_(nu-1) - J_(nu+1))/2, nu a rational constant; real for x >= 0 (all x, integer nu)
     _p("besselj", 1, sympy.besselj, _f64_scalar(_f64_besselj), _mp(_mp_besselj), _vjp_besselj, _t_besselj,
        "Bessel function of the first kind besselj(nu, x), nu a rational constant", ("nu",), ball=_b_besselj,

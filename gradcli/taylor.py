@@ -28,10 +28,13 @@ __all__ = ["Failure", "propagate", "propagate_multi", "scale_for"]
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """Where values stopped being finite: a mask over points and, per point, the first failing node."""
+    """Where values stopped being finite: a mask over points and, per point, the first failing node;
+    and, from engines that trace one (gradcli.batch), each point's bound on the relative rounding error
+    of its values, in units of 2^-53."""
 
     bad: np.ndarray  # (P,) bool
     culprit: np.ndarray  # (P,) int node index, -1 where fine
+    bound: np.ndarray | None = None  # (P,) float, or None: the engine gives no bound
 
 
 def _track(graph: Graph, npoints: int) -> tuple[np.ndarray, np.ndarray, Any]:

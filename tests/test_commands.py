@@ -65,3 +65,16 @@ def test_symbolic_derivatives_come_with_the_block_only_when_asked() -> None:
     assert plain.symbolic is None and plain.row(0).symbolic is None
     assert asked.row(0).symbolic == [sympy.cos(symbol("x"))]
     assert asked.checks is None
+
+
+@pytest.mark.parametrize("width", range(0, 10))
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_row_reductions_agree_with_numpy(width: int, layout: str) -> None:
+    from gradcli.graph import rows_all, rows_any
+
+    rng = np.random.default_rng(width)
+    mask = rng.random((2000, width)) < 0.8  # rows of all True, all False and mixed at each width
+    mask[:3] = [True] * width, [False] * width, [i % 2 == 0 for i in range(width)]
+    arr = np.asfortranarray(mask) if layout == "F" else mask[::2] if layout == "strided" else mask
+    np.testing.assert_array_equal(rows_all(arr), arr.all(axis=1))
+    np.testing.assert_array_equal(rows_any(arr), arr.any(axis=1))

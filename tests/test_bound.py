@@ -1,0 +1,118 @@
+"""The fused evaluator's rounding-error bound (gradcli.batch._rho): a row's true relative error, against
+60-digit mpmath evaluations of sympy's derivatives, is never above the bound it reports. The bound decides
+which rows of a large call the ball engine certifies, so a bound below the true error could let a wrong
+value through unchecked (only the sample would catch it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mpmath
+import numpy as np
+import pytest
+import sympy
+from test_batch import _expressions
+
+import gradcli
+from gradcli import batch
+from gradcli.certify import SMALL
+from gradcli.check import _MPMATH_EXTRA
+from gradcli.derive import prepare
+
+U = 2.0**-53
+N = 512  # points per expression: rows with the largest bounds and some others are compared
+
+
+def _points(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"x": rng.uniform(-1.2, 2.5, N), "y": rng.uniform(-2.5, 1.2, N)}
+
+
+def _symbol(expr: sympy.Expr, name: str) -> sympy.Symbol:
+    """The expression's own symbol of that name (the parser's symbols carry assumptions)."""
+    return next((s for s in expr.free_symbols if s.name == name), sympy.Symbol(name))
+
+
+def _truth(derivative: sympy.Expr, x: float, y: float) -> mpmath.mpf | None:
+    # with the names sympy prints that mpmath lacks (DiracDelta, from abs and sign), as the check has them
+    fn = sympy.lambdify((_symbol(derivative, "x"), _symbol(derivative, "y")), derivative, [_MPMATH_EXTRA, "mpmath"])
+    with mpmath.workdps(60):
+        try:
+            v = fn(mpmath.mpf(x), mpmath.mpf(y))
+        except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+            return None
+        return v if isinstance(v, mpmath.mpf) and mpmath.isfinite(v) else None
+
+
+def _rows(bound: np.ndarray, usable: np.ndarray, count: int = 24) -> np.ndarray:
+    """The usable rows with the largest finite bounds, and a spread of the others."""
+    idx = np.flatnonzero(usable & np.isfinite(bound) & (bound * U <= 1e-3))
+    top = idx[np.argsort(bound[idx])[-count:]]
+    spread = idx[np.linspace(0, idx.size - 1, min(count, idx.size)).astype(int)] if idx.size else idx
+    return np.union1d(top, spread)
+
+
+def _assert_within(values: np.ndarray, bound: np.ndarray, rows: np.ndarray, derivative: sympy.Expr,
+                   pts: dict[str, np.ndarray], what: str) -> int:
+    compared = 0
+    for i in rows:
+        t = _truth(derivative, float(pts["x"][i]), float(pts["y"][i]))
+        if t is None:
+            continue
+        v = float(values[i])
+        err = abs(mpmath.mpf(v) - t)
+        limit = bound[i] * U * max(abs(t), SMALL)  # values within SMALL of 0 compare absolutely (the contract)
+        assert err <= limit, f"{what} at row {i}: |{v!r} - {mpmath.nstr(t, 20)}| > bound {limit}"
+        compared += 1
+    return compared
+
+
+EXPRESSIONS = _expressions(40)
+
+
+def _check(engine: Any, k: int, entries: list[tuple[str, ...]], count: int) -> None:
+    """The bound of ``engine`` (batch.gradient or batch.hessian) against the truth on expressions k, k+1."""
+    compared = 0
+    for text in EXPRESSIONS[k : k + 2]:
+        prep = prepare(text)
+        pts = _points(k)
+        out, suspect, bound = engine(prep.graph, ["x", "y"], pts, N)
+        assert bound is not None and bound.shape == (N,)
+        flat = out.reshape(N, -1)
+        rows = _rows(bound, ~suspect & np.isfinite(flat).all(axis=1), count)
+        for j, wrt in enumerate(entries):
+            d = sympy.diff(prep.expr, *(_symbol(prep.expr, w) for w in wrt))
+            col = j if len(wrt) == 1 else "xy".index(wrt[0]) * 2 + "xy".index(wrt[1])
+            compared += _assert_within(flat[:, col], bound, rows, d, pts, f"d/d{''.join(wrt)} of {text}")
+    assert compared > 0
+
+
+@pytest.mark.parametrize("k", range(0, 40, 2))
+def test_the_gradient_bound_holds_on_generated_expressions(k: int) -> None:
+    _check(batch.gradient, k, [("x",), ("y",)], 24)
+
+
+@pytest.mark.parametrize("k", range(1, 40, 4))
+def test_the_hessian_bound_holds_on_generated_expressions(k: int) -> None:
+    _check(batch.hessian, k, [("x", "x"), ("x", "y"), ("y", "y")], 12)
+
+
+def test_cancellation_raises_the_bound_where_the_error_is() -> None:
+    # d/dx (exp(x) - x) = exp(x) - 1: float64 loses about -log10|x| digits near 0, and the bound says so
+    x = np.concatenate([np.geomspace(1e-12, 1e-2, 100), np.linspace(1.0, 2.0, 100)])
+    out, _, bound = batch.gradient(prepare("exp(x) - x").graph, ["x"], {"x": x}, x.size)
+    true = np.expm1(x)
+    err = np.abs(out[:, 0] - true) / true
+    assert (err <= bound * U).all()
+    assert (bound[:100] * U > 1e-6).any() and (bound[100:] * U < 1e-13).all()
+    assert bound[0] > 1e3 * bound[99]  # it grows as x approaches the cancellation
+
+
+def test_api_rows_in_a_cancellation_are_certified_by_balls() -> None:
+    x = np.geomspace(1e-12, 1e-3, 300)  # more than DIRECT_ROWS: the fused evaluator and its bound
+    got = gradcli.derivative("exp(x) - x", wrt="x", at={"x": x})
+    with mpmath.workdps(40):
+        worst = max(abs(mpmath.mpf(g) / mpmath.expm1(mpmath.mpf(float(v))) - 1) for g, v in zip(got, x))
+    assert worst <= 1e-8
+    plain = np.exp(x) - 1.0  # float64's own value there is off by far more than the tolerance
+    assert np.max(np.abs(plain / np.expm1(x) - 1)) > 1e-6
