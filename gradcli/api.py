@@ -20,7 +20,7 @@ import sympy
 
 from . import ops
 from .check import CheckResult
-from .commands import Chunk, Job, evaluate_block
+from .commands import Chunk, Job, Unnumbered, evaluate_block
 from .derive import Prepared, point_arrays, prepare, resolve_point, resolve_wrt
 from .errors import GradcliError, InputError, NotFinite, Uncertified, for_api
 
@@ -81,7 +81,7 @@ def _evaluate(job: Any, at: dict[str, Any], scalar: bool | None = None) -> Any:
     if scalar is None:
         scalar = _is_scalar_point(at)
     points, n = point_arrays(at, job.bk)
-    block = evaluate_block(job, Chunk(points, n, (None,) * n, exact=_exact(at) if scalar else {}))
+    block = evaluate_block(job, Chunk(points, n, Unnumbered(n), exact=_exact(at) if scalar else {}))
     bad = np.flatnonzero(block.bad)
     if bad.size:
         raise block.error(int(bad[0])) or NotFinite("the result is not finite")

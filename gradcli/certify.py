@@ -52,8 +52,10 @@ class Certificate:
 
     ``ok`` is True when a ball encloses the true derivative and shows the printed value within
     ``--tol`` (or every one of the ``--digits`` printed digits correct). ``method`` is ``"ball"`` when
-    this row went through the ball engine, ``"estimate"`` when a ``--points`` row passed the vectorised
-    error estimate and was not sampled for a ball. ``replaced`` is True when float64's value was not
+    this row went through the ball engine; for a row of many (``--points``, arrays) that was not sampled
+    for a ball, ``"bound"`` when its rounding-error bound showed it within tol (the fused evaluator's, see
+    :func:`beyond_bound`), ``"estimate"`` when the vectorised estimate of a second run at moved points did
+    (:func:`estimate_flags`). ``replaced`` is True when float64's value was not
     confirmed and the printed value is the float64 nearest the ball's midpoint.
     """
 

@@ -289,7 +289,7 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
          symbolic_format: str | None = None, poly: bool = False, output: str | None = None,
          dask: str | None = None, threads: int | None = None) -> int:
     from .api import precision
-    from .commands import COMMANDS, Chunk, Job
+    from .commands import COMMANDS, Chunk, Job, Unnumbered
     from .derive import point_arrays, prepare, resolve_point
     from .render import Renderer
 
@@ -344,7 +344,7 @@ def _run(command: str, exprs: list[str], wrt: list[str] | None, at: dict[str, An
         if points is not None:
             return _run_points(job, points, at, variables, renderer, expect=expect)
         values, size = point_arrays(at, bk)
-        return _run_chunks(job, [Chunk(values, size, (None,) * size, exact=dict(at))], renderer, expect=expect)
+        return _run_chunks(job, [Chunk(values, size, Unnumbered(size), exact=dict(at))], renderer, expect=expect)
 
 
 def _grids(at: dict[str, Any], points: Any) -> dict[str, Any]:

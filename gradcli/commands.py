@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -338,13 +339,33 @@ class Job:
         return [self.oracle(e).symbolic for e in self.entries]
 
 
+class Unnumbered(Sequence[None]):
+    """The line numbers of rows that came from no file (``--at``, arrays in the API): None for each, without
+    a tuple of a million Nones (8 MB, 3 ms to build at 10^6 points)."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return Unnumbered(len(range(*i.indices(self.size))))
+        if not -self.size <= i < self.size:
+            raise IndexError(i)
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Chunk:
     """Rows of points: name -> backend array (P,), and each row's input line number (or None)."""
 
     values: dict[str, np.ndarray]
     size: int
-    lines: tuple[int | None, ...]
+    lines: Sequence[int | None]
     #: the exact values behind ``values`` where the user typed constants (``--at x=pi/2``): sympy
     #: numbers or ints, used by the ball engine so that a pole at pi/2 is seen as a pole
     exact: dict[str, Any] = field(default_factory=dict)
@@ -392,18 +413,21 @@ class Block:
     bad: np.ndarray  # (P,) bool
     fails: list[Any]
     checks: list[CheckBatch] | None
-    #: rows the ball engine saw, one certificate per entry; the other rows passed the estimate
+    #: rows the ball engine saw, one certificate per entry; the other rows passed ``vouched``
     certs: dict[int, list[Certificate]] = field(default_factory=dict)
     errors: dict[int, NotFinite] = field(default_factory=dict)  # rows the ball engine found undefined
     #: sympy's derivative of each entry, with --check or --show-symbolic (see :attr:`Row.symbolic`)
     symbolic: list[Any] | None = None
+    #: the certificate of the rows the ball engine did not see: their rounding-error bound (method
+    #: "bound") or the estimate of a second run (method "estimate") showed them within tol
+    vouched: Certificate = field(default_factory=lambda: _ESTIMATE)
 
     def certificates(self, i: int) -> list[Certificate]:
         """Row ``i``'s certificates, one per entry."""
         found = self.certs.get(i)
         if found is not None:
             return found
-        return [_ESTIMATE] * (self.values[0].size if self.values.shape[0] else 0)
+        return [self.vouched] * (self.values[0].size if self.values.shape[0] else 0)
 
     @property
     def uncertified(self) -> list[int]:
@@ -454,6 +478,7 @@ class Block:
 
 
 _ESTIMATE = Certificate(True, method="estimate")
+_BOUND = Certificate(True, method="bound")
 #: Chunks up to this many rows put every row through the ball engine; larger ones (``--points``,
 #: arrays in the API) use the vectorised estimate, a sample, and balls for the flagged rows.
 DIRECT_ROWS = 64
@@ -537,15 +562,16 @@ def _only_point(job: Job, chunk: Chunk, i: int) -> dict[str, Any]:
     return {k: v[i] for k, v in chunk.values.items()}
 
 
-def _unvouched(job: Job, chunk: Chunk, values: np.ndarray, fails: list[Any]) -> np.ndarray:
-    """The rows whose float64 values may be further than a fraction of ``tol`` from the true ones: by the
-    engines' rounding-error bounds where they traced one (the fused evaluator), else by the estimate of
-    a second run at the points moved by a few ulps (:func:`~gradcli.certify.estimate_flags`)."""
+def _unvouched(job: Job, chunk: Chunk, values: np.ndarray, fails: list[Any]) -> tuple[np.ndarray, Certificate]:
+    """The rows whose float64 values may be further than a fraction of ``tol`` from the true ones, and
+    the certificate of the others: by the engines' rounding-error bounds where they traced one (the
+    fused evaluator), else by the estimate of a second run at the points moved by a few ulps
+    (:func:`~gradcli.certify.estimate_flags`)."""
     bounds = [fail.bound for _, fail in fails]
     if bounds and all(b is not None for b in bounds):
-        return beyond_bound(bounds, job.tol)
+        return beyond_bound(bounds, job.tol), _BOUND
     perturbed, _, _ = job.command.compute(job, Chunk(perturb(chunk.values), chunk.size, chunk.lines))
-    return estimate_flags(values, perturbed, job.tol)
+    return estimate_flags(values, perturbed, job.tol), _ESTIMATE
 
 
 def _sample(flagged: np.ndarray, k: int) -> np.ndarray:
@@ -579,6 +605,7 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
     :meth:`~gradcli.check.Oracle.check_many`)."""
     n = chunk.size
     balls_only = job.digits is not None or (n <= DIRECT_ROWS and job.engine == "auto")
+    vouched = _ESTIMATE
     if balls_only:
         # a few points: the ball engine alone (it gives the double nearest the true value); float64's
         # engines serve larger chunks, where balls only confirm them
@@ -600,7 +627,8 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
         if n <= DIRECT_ROWS:
             rows = range(n)
         else:
-            flagged = _unvouched(job, chunk, values, fails) | bad
+            flagged, vouched = _unvouched(job, chunk, values, fails)
+            flagged |= bad
             sample = _sample(flagged, SAMPLE_ROWS)
             rows = np.union1d(np.flatnonzero(flagged), sample)
     certs: dict[int, list[Certificate]] = {}
@@ -635,7 +663,7 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
             oracle = job.oracle(entry)
             checks.append(oracle.check_many(pts, flat[:, j], tol=tol, dps=dps, mask=~bad))
     symbolic = job.symbolic_derivatives() if job.check or job.symbolic else None
-    return Block(job, chunk, values, extra, bad, fails, checks, certs, errors, symbolic)
+    return Block(job, chunk, values, extra, bad, fails, checks, certs, errors, symbolic, vouched)
 
 
 def _tolist(a: Any) -> Any:

@@ -360,8 +360,8 @@ def _suspects_failure(graph: Graph, out: np.ndarray, suspect: np.ndarray, point:
     checked one); the suspect rows get the exact analysis of :func:`_failure_of`, which names the node.
     ``bound``: the run's rounding-error bounds, passed on."""
     bad = np.zeros(npoints, dtype=bool)
-    culprit = np.full(npoints, -1)
     rows = np.flatnonzero(suspect)
+    culprit = np.full(npoints, -1) if rows.size else np.broadcast_to(np.intp(-1), (npoints,))  # no 8 MB of -1
     if rows.size:
         sub = {k: np.broadcast_to(v, (npoints,))[rows] for k, v in point.items()}
         fail = _failure_of(graph, out[rows], sub, bk, rows.size, order)

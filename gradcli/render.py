@@ -132,7 +132,7 @@ JSON_SCHEMA: dict[str, Any] = {
             "required": ["method", "bits", "radius", "certified", "symbolic", "symbolic_value", "rel_err",
                          "skipped", "ok"],
             "properties": {
-                "method": {"enum": ["ball", "estimate", None]},
+                "method": {"enum": ["ball", "bound", "estimate", None]},
                 "bits": {"type": ["integer", "null"]},
                 "radius": _shaped({"type": ["number", "null"]}),
                 "certified": {"type": ["boolean", "null"]},
@@ -562,8 +562,8 @@ class Renderer:
         self.stream.write("\n".join(lines) + "\n")
 
     def _json_lines(self, block: Block, rows: Any) -> list[str]:
-        """The JSON lines of ``rows`` of a float64 chunk whose values passed the estimate (certified,
-        method "estimate", finite, no check of their own), built from columns."""
+        """The JSON lines of ``rows`` of a float64 chunk whose values passed the bound or the estimate
+        (certified, method ``block.vouched.method``, finite, no check of their own), built from columns."""
         import numpy as np
 
         job = self.job
@@ -596,7 +596,8 @@ class Renderer:
         else:
             head += ', "coefficients": null'
         lines = block.chunk.lines
-        head += ', "line": {}, "error": null, "check": {{"method": "estimate", "bits": null, "radius": '
+        method = block.vouched.method
+        head += f', "line": {{}}, "error": null, "check": {{{{"method": "{method}", "bits": null, "radius": '
         head += shaped(entries).replace("{}", "null").replace("{", "{{").replace("}", "}}")
         cols.append(["null" if lines[i] is None else str(lines[i]) for i in rows.tolist()])
         head += ', "certified": true, "symbolic": null, "symbolic_value": ' + shaped(entries)
@@ -663,7 +664,7 @@ class Renderer:
         failed = certified is False or any(c.ok is False for c in ran)
         anything = bool(present) or bool(ran)
         return {
-            "method": None if not methods else ("estimate" if "estimate" in methods else "ball"),
+            "method": None if not methods else next((m for m in sorted(methods) if m != "ball"), "ball"),
             "bits": max(bits) if bits else None,
             "radius": self._shape([_json_float(getattr(c, "radius", None)) if c is not None else None
                                    for c in certs]),

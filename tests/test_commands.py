@@ -78,3 +78,13 @@ def test_row_reductions_agree_with_numpy(width: int, layout: str) -> None:
     arr = np.asfortranarray(mask) if layout == "F" else mask[::2] if layout == "strided" else mask
     np.testing.assert_array_equal(rows_all(arr), arr.all(axis=1))
     np.testing.assert_array_equal(rows_any(arr), arr.any(axis=1))
+
+
+def test_rows_from_no_file_have_no_line_numbers_without_a_tuple_of_them() -> None:
+    from gradcli.commands import Unnumbered
+
+    lines = Unnumbered(3)
+    assert len(lines) == 3 and list(lines) == [None, None, None] and lines[-3] is None
+    assert len(lines[1:]) == 2 and list(lines[::2]) == [None, None]
+    with pytest.raises(IndexError):
+        lines[3]

@@ -48,6 +48,7 @@ CASES = [
     ("jacobian", ["x*y", "exp(x)-y"], ["x", "y"], {}),
     ("taylor", ["exp(x*y)"], ["x"], {"order": 3}),
     ("d", ["sin(x)"], ["x", "x"], {"symbolic": True, "check": False}),
+    ("d", ["exp(x)*sin(y)"], ["x", "x", "y"], {}),  # Taylor mode: rows vouched for by the estimate
 ]
 
 
@@ -62,13 +63,22 @@ def test_a_chunk_is_written_as_row_by_row(command, exprs, wrt, kw, fmt) -> None:
     assert fast.count("\n") == 150 + (fmt == "csv")
 
 
-def test_the_json_chunk_is_valid_and_mixes_estimated_and_ball_rows() -> None:
+def test_the_json_chunk_is_valid_and_mixes_vouched_and_ball_rows() -> None:
     block = _block("grad", ["x*exp(-(x^2+y^2))*sin(3*y)"], ["x", "y"])
     objs = [validate(line) for line in _write(block, "json", whole=True).splitlines()]
     methods = {o["check"]["method"] for o in objs}
-    assert methods == {"ball", "estimate"}
+    assert methods == {"ball", "bound"}  # the fused evaluator's rounding-error bound vouched for the rest
     assert objs[0]["check"]["symbolic"] is not None and all(o["check"]["symbolic"] is None for o in objs[1:])
     x, y = np.array([o["at"]["x"] for o in objs]), np.array([o["at"]["y"] for o in objs])
     e = np.exp(-(x * x + y * y))
     want = np.stack([e * np.sin(3 * y) * (1 - 2 * x * x), x * e * (3 * np.cos(3 * y) - 2 * y * np.sin(3 * y))], 1)
     assert np.allclose([o["value"] for o in objs], want, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize(("wrt", "method"), [(["x"], "bound"), (["x", "x", "x"], "estimate")])
+def test_rows_not_sampled_say_what_vouched_for_them(wrt: list[str], method: str) -> None:
+    # the fused evaluator (first and second derivatives) traces a bound; Taylor mode has the estimate
+    block = _block("d", ["exp(x)*sin(3*x)"], wrt, check=False)
+    objs = [validate(line) for line in _write(block, "json", whole=True).splitlines()]
+    assert {o["check"]["method"] for o in objs} == {"ball", method}
+    assert all(o["check"]["certified"] is True for o in objs)
