@@ -915,8 +915,9 @@ class Primitive:
     #: a function EXPR may call by this name (and ``gradcli.<name>`` on Tensors); False: internal
     public: bool = True
     #: where the float64 kernel is not within gradcli.batch.KERNEL_ULPS of its value everywhere, its
-    #: error in ulps of its value, ``f64_ulps(T, out, *args)`` (traced by the fused evaluator's
-    #: rounding-error bound): loggamma's error is absolute near its zeros, lambertw's grows at -1/e
+    #: error in ulps of its value, ``f64_ulps(T, out, *args, **params)`` (traced by the fused
+    #: evaluator's rounding-error bound): loggamma's, polygamma's and besselj's errors are absolute near
+    #: their zeros, lambertw's grows at -1/e (tests/test_bound.py measures each against mpmath)
     f64_ulps: Callable[..., Any] | None = None
     #: how a sympy call splits into parameters and operands, ``(params, operands)``, raising InputError
     #: for a parameter the primitive cannot take (polygamma's order, besselj's nu); None: all operands
@@ -1119,7 +1120,8 @@ _E: list[Primitive] = [
        lambda T, g, o, x, n: (g * T.polygamma(x, n=n + 1),), _t_polygamma, "polygamma(n, x)", ("n",),
        ball=_b_polygamma, public=False, split=_split_polygamma, slow_digits=True,
        numpy=(("polygamma", _polygamma_f64),), mpmath=(("polygamma", _polygamma_mp),), sample=(0.7, 2.5),
-       sample_params=(("n", 1),)),
+       sample_params=(("n", 1),),
+       f64_ulps=lambda T, o, x, n: 64.0 / T.abs(o)),  # mpmath at 53 bits: absolute near zeros (digamma's 1.46)
     # erfinv' = sqrt(pi)/2 exp(erfinv^2), reusing the output; real on (-1, 1)
     _p("erfinv", 1, sympy.erfinv, _f64_scalar(_f64_erfinv), _mp(mpmath.erfinv),
        lambda T, g, o, x: (g * T.exp(o * o) * _sqrt_pi_over_2(x),), _t_erfinv,
@@ -1135,7 +1137,8 @@ _E: list[Primitive] = [
        "Bessel function of the first kind besselj(nu, x), nu a rational constant", ("nu",), ball=_b_besselj,
        split=_split_besselj, guarded=True, numpy=(("besselj", _besselj_lambdify_f64),),
        mpmath=(("besselj", _besselj_lambdify_mp),), sample=(0.5, 4.0),
-       sample_params=(("nu", sympy.Rational(1, 3)),)),
+       sample_params=(("nu", sympy.Rational(1, 3)),),
+       f64_ulps=lambda T, o, x, nu: 16.0 / T.abs(o)),  # mpmath at 53 bits: absolute near its zeros
 ]
 
 REGISTRY: dict[str, Primitive] = {}

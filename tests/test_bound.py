@@ -5,6 +5,7 @@ value through unchecked (only the sample would catch it)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import mpmath
@@ -116,3 +117,29 @@ def test_api_rows_in_a_cancellation_are_certified_by_balls() -> None:
     assert worst <= 1e-8
     plain = np.exp(x) - 1.0  # float64's own value there is off by far more than the tolerance
     assert np.max(np.abs(plain / np.expm1(x) - 1)) > 1e-6
+
+
+#: Where a float64 kernel's error is not relative (its f64_ulps rule in the registry): y times the
+#: function of x, so that d/dy is the kernel's value and d/dx its derivative, at x spread around the spot.
+KERNEL_SPOTS = [
+    ("loggamma(x)*y", [1.0, 2.0]),  # zeros: an absolute error
+    ("gamma(x)*y", [1.4616321449683622]),  # d/dx = gamma * digamma, digamma's zero
+    ("besselj(1/2, x)*y", [math.pi, 2 * math.pi]),  # zeros of J_1/2
+    ("besselj(1/3, x)*y", [2.9026, 6.0327]),  # near zeros of J_1/3
+    ("lambertw(x)*y", [-1 / math.e]),  # the branch point
+]
+
+
+@pytest.mark.parametrize(("text", "spots"), KERNEL_SPOTS, ids=[t for t, _ in KERNEL_SPOTS])
+def test_the_bound_holds_where_kernels_lose_relative_accuracy(text: str, spots: list[float]) -> None:
+    prep = prepare(text)
+    offsets = np.concatenate([-np.geomspace(1e-3, 1e-15, 40), [0.0], np.geomspace(1e-15, 1e-3, 40)])
+    x = np.concatenate([s + offsets for s in spots])
+    pts = {"x": x, "y": np.full(x.size, 1.5)}
+    out, suspect, bound = batch.gradient(prep.graph, ["x", "y"], pts, x.size)
+    usable = np.flatnonzero(~suspect & np.isfinite(out).all(axis=1) & np.isfinite(bound))
+    compared = 0
+    for j, w in enumerate("xy"):
+        d = sympy.diff(prep.expr, _symbol(prep.expr, w))
+        compared += _assert_within(out[:, j], bound, usable, d, pts, f"d/d{w} of {text}")
+    assert usable.size >= 30 and compared > usable.size  # (lambertw: half the rows are below -1/e)
