@@ -251,6 +251,17 @@ KERNEL_ULPS = 16.0
 _NONNEG = frozenset({"exp", "cosh", "abs", "erfc"})
 
 
+#: The smallest subnormal, added to a value before dividing by it: an exact 0 (a sum of exact zeros,
+#: sin(3y) at y = 0) then gives 0 / tiny = 0, not 0 / 0 = nan, which would send every row of a column of
+#: zeros to the balls (75 us a row); a nonzero error over an exact 0 still gives inf (a cancellation).
+#: Adding it leaves every normal value above 2^-1021 unchanged.
+_TINY = math.ulp(0.0)
+
+
+def _magnitude(v: Value) -> Value:
+    return _SYM_T.abs(v) + _TINY
+
+
 def _plus(a: Value | None, b: Value | None) -> Value | None:
     return b if a is None else a if b is None else a + b
 
@@ -303,11 +314,11 @@ def _rho(tr: _Trace, prim: ops.Primitive, out: _Sym, args: tuple[Value, ...], pa
             # one dynamic part (it passes unchanged through products with exact factors, so sums
             # often share it): (|a| + |b|) (d + max(sa, sb)), two instructions fewer
             num = (_SYM_T.abs(args[0]) + _SYM_T.abs(args[1])) * _full((da, max(sa, sb)))
-            return (num / _SYM_T.abs(out), 1.0)
+            return (num / _magnitude(out), 1.0)
         # else the weighted sum, not (|a| + |b|) max(rho_a, rho_b): that has fewer instructions but
         # flagged 101 of H's 10^6 Hessian rows instead of 28, and a flagged row costs a ball
         terms = [_SYM_T.abs(a) * _full(r) for a, r in zip(args, rs) if r != zero]
-        return (_sum(terms) / _SYM_T.abs(out), 1.0) if terms else (None, 1.0)
+        return (_sum(terms) / _magnitude(out), 1.0) if terms else (None, 1.0)
     if name == "sign":  # exact, unless the argument's error may reach its size: then unknown
         r = _full(rs[0])
         if isinstance(r, float):
@@ -316,7 +327,7 @@ def _rho(tr: _Trace, prim: ops.Primitive, out: _Sym, args: tuple[Value, ...], pa
     if prim.vjp is None or name == "sum_to":
         return None
     partials = prim.vjp(_SYM_T, 1.0, out, *args, **params)
-    terms = [_SYM_T.abs(a if _key(d) == _key(out) else a * d / out) * _full(r)  # f' = f (exp): |a|
+    terms = [_SYM_T.abs(a if _key(d) == _key(out) else a * d / (out + _TINY)) * _full(r)  # f' = f (exp): |a|
              for a, r, d in zip(args, rs, partials) if r != zero and d is not None]
     if name in _NONNEG:
         tr.nonneg.add(out.id)

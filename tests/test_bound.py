@@ -16,7 +16,7 @@ from test_batch import _expressions
 
 import gradcli
 from gradcli import batch
-from gradcli.certify import SMALL
+from gradcli.certify import SMALL, beyond_bound
 from gradcli.check import _MPMATH_EXTRA
 from gradcli.derive import prepare
 
@@ -143,3 +143,23 @@ def test_the_bound_holds_where_kernels_lose_relative_accuracy(text: str, spots: 
         d = sympy.diff(prep.expr, _symbol(prep.expr, w))
         compared += _assert_within(out[:, j], bound, usable, d, pts, f"d/d{w} of {text}")
     assert usable.size >= 30 and compared > usable.size  # (lambertw: half the rows are below -1/e)
+
+
+def test_exact_zeros_do_not_send_rows_to_the_balls() -> None:
+    # y = 0: sin(3y) = 0 and d/dx is a sum of exact zeros; 0/0 in the bound would flag every row
+    x = np.linspace(-2, 2, 5000)
+    pts = {"x": x, "y": np.zeros_like(x)}
+    out, _, bound = batch.gradient(prepare("x*exp(-(x^2+y^2))*sin(3*y)").graph, ["x", "y"], pts, x.size)
+    assert (out[:, 0] == 0).all()
+    np.testing.assert_allclose(out[:, 1], 3 * x * np.exp(-x * x), rtol=1e-15)
+    assert not beyond_bound([bound], 1e-8).any()
+
+
+def test_a_cancellation_to_an_exact_zero_is_beyond_any_bound() -> None:
+    # d/dy of y*(cos(x) - 1): float64's cos(x) is 1 for |x| < 1e-8, so the difference is 0 with an
+    # error of a few ulps of 1 (true value -x^2/2): no relative bound holds, the row must go to the balls
+    x = np.array([0.0, 1e-9, 1e-4, 1.0])
+    out, _, bound = batch.gradient(prepare("y*(cos(x) - 1)").graph, ["y"], {"x": x, "y": np.ones_like(x)}, x.size)
+    assert out[0, 0] == out[1, 0] == 0.0
+    assert np.isinf(bound[:2]).all()
+    assert 1e-8 < bound[2] * U < 1e-5 and bound[3] * U < 1e-14
