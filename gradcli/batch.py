@@ -22,6 +22,12 @@ found by probing the kernel at lowering), the graph's sinks and the results. The
 block whose non-finite rows are *suspects*; only those rows go through the exact failure analysis of
 :func:`gradcli.derive._failure_of` (which names the first failing node), so a clean run pays one add per
 checked value.
+
+Each row's rounding-error bound is computed in the same pass (:func:`_rho`): while tracing, every
+instruction is followed by the few that bound the relative error of its result from its arguments'
+bounds, so the straight-line code carries a running error analysis beside the values. The sum of the
+outputs' bounds, per row, is what :mod:`gradcli.commands` compares with the tolerance to decide which
+rows the ball engine certifies (``bound=False`` leaves it out, for measurement).
 """
 
 from __future__ import annotations
@@ -248,7 +254,7 @@ Rho = tuple[Any, float]
 #: evaluated through math or mpmath within a few).
 KERNEL_ULPS = 16.0
 #: Functions whose values are >= 0 (or nan), so sums of them cannot cancel.
-_NONNEG = frozenset({"exp", "cosh", "abs", "erfc"})
+_NONNEG = frozenset({"exp", "cosh", "erfc"})
 
 
 #: The smallest subnormal, added to a value before dividing by it: an exact 0 (a sum of exact zeros,

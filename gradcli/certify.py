@@ -432,7 +432,7 @@ def estimate_flags(values: Any, perturbed: Any, tol: float) -> Any:
 
 def beyond_bound(bounds: Sequence[Any], tol: float) -> Any:
     """Rows whose rounding-error bound (relative, in units of 2^-53, one array per engine run; see
-    :func:`gradcli.batch._rho`) exceeds ``tol / 8``; a nan bound (0/0 in a cancellation) is beyond it.
+    :func:`gradcli.batch._rho`) exceeds ``tol / 8``; an undefined (nan) bound is beyond it.
     A bound, unlike :func:`estimate_flags`' estimate, needs no wide margin: on H = x exp(-(x^2+y^2))
     sin(3y) at 10^6 points the true errors (60-digit mpmath) of rows with the largest bounds were at most
     0.09 of their bounds (tests/test_bound.py checks this on generated expressions)."""

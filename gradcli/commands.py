@@ -480,7 +480,8 @@ class Block:
 _ESTIMATE = Certificate(True, method="estimate")
 _BOUND = Certificate(True, method="bound")
 #: Chunks up to this many rows put every row through the ball engine; larger ones (``--points``,
-#: arrays in the API) use the vectorised estimate, a sample, and balls for the flagged rows.
+#: arrays in the API) use the engines' rounding-error bounds (or the vectorised estimate where an engine
+#: has none), a sample, and balls for the flagged rows.
 DIRECT_ROWS = 64
 #: Unflagged rows certified by balls in every larger chunk, to test the estimate.
 SAMPLE_ROWS = 8
