@@ -185,3 +185,14 @@ def test_api_arrays_are_within_tol_of_mpmath_on_generated_expressions(k: int) ->
                 assert abs(mpmath.mpf(float(got[i, j])) - t) <= 1e-8 * max(abs(t), SMALL), (text, w, i)
                 compared += 1
     assert compared > at["x"].size
+
+
+def test_a_sign_the_rounding_may_have_flipped_is_beyond_any_bound() -> None:
+    # d/dx abs(x*y - 1) = sign(x*y - 1) y: where x*y - 1 is all rounding error its sign is unknown
+    x = np.linspace(0.5, 2.0, 200)
+    graph = prepare("abs(x*y - 1)").graph
+    _, _, near = batch.gradient(graph, ["x"], {"x": x, "y": 1 / x}, x.size)  # x*y - 1: 0 or a few ulps
+    out, _, far = batch.gradient(graph, ["x"], {"x": x, "y": 2 / x}, x.size)  # x*y - 1 close to 1
+    assert (near * U > 1).all()
+    np.testing.assert_array_equal(out[:, 0], 2 / x)
+    assert (far * U < 1e-14).all()
