@@ -35,8 +35,9 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from types import SimpleNamespace
@@ -184,6 +185,8 @@ class _Trace:
             return args[0]
         if name == "pow" and dict(ps).get("p") == 0:  # x^0 = 1 even for nan and inf (IEEE pow)
             return 1.0
+        if name == "abs" and isinstance(args[0], _Sym) and args[0].id in self.nonneg:  # |a| = a for a >= 0
+            return args[0]
         folded = self._fold_negation(name, args, params)
         if folded is not None:
             return folded
@@ -199,12 +202,18 @@ class _Trace:
                 self.negated[found.id] = args[0]
         if self.rho is not None and not self.bounding and found.id not in self.rho:
             # (an instruction first emitted for a bound gets its own once the program itself uses it)
-            self.bounding = True
-            try:
+            with self.bounds_only():
                 self.rho[found.id] = _rho(self, prim, found, args, dict(ps))
-            finally:
-                self.bounding = False
         return found
+
+    @contextmanager
+    def bounds_only(self) -> Iterator[None]:
+        """Instructions emitted meanwhile compute a bound, and get none of their own."""
+        self.bounding = True
+        try:
+            yield
+        finally:
+            self.bounding = False
 
     def rho_of(self, a: Value) -> Rho | None:
         """The bound of a value: variables are exact; so are constants that are whole numbers."""
@@ -230,8 +239,6 @@ class _Trace:
             return neg[0]
         if name == "abs" and neg[0] is not None:  # |-a| = |a|
             return self.emit("abs", (neg[0],))
-        if name == "abs" and isinstance(args[0], _Sym) and args[0].id in self.nonneg:  # |a| = a for a >= 0
-            return args[0]
         if name in ("mul", "div") and (neg[0] is not None or neg[1] is not None):
             a, b = (args[0] if neg[0] is None else neg[0]), (args[1] if neg[1] is None else neg[1])
             if neg[0] is not None and neg[1] is not None:  # (-a)(-b) = ab
@@ -346,14 +353,11 @@ def _total(tr: _Trace, values: list[Value]) -> Rho | None:
     """The sum of the bounds of ``values`` (None without a bound)."""
     if tr.rho is None:
         return None
-    tr.bounding = True
-    try:
+    with tr.bounds_only():
         rs = [tr.rho_of(v) for v in values]
         if any(r is None for r in rs):
             return None
         return (_sum([r[0] for r in rs if r[0] is not None]), sum(r[1] for r in rs))  # type: ignore[index]
-    finally:
-        tr.bounding = False
 
 
 def _namespace(apply: Callable[..., Any]) -> SimpleNamespace:
