@@ -681,16 +681,22 @@ def _reverse(graph: Graph, vals: list[Any], seed: Any, T: Any, wrt: Sequence[str
     return adjoint
 
 
-@lru_cache(maxsize=64)
-def compile_gradient(graph: Graph, wrt: tuple[str, ...], bound: bool = True) -> Program:
-    """Outputs: f, then df/dw for each w in ``wrt``; ``bound``: with the gradient's rounding-error bound."""
+def _trace_gradient(graph: Graph, wrt: tuple[str, ...], bound: bool) -> tuple[_Trace, Value, list[Value], list[Value]]:
+    """The traced gradient: the trace, f, df/dw for each w in ``wrt``, and the values to check."""
     tr = _Trace(bound)
     variables = {name: tr.variable(name) for name in graph.variables}
     vals, checks = _forward(graph, tr, variables, lambda c: c, _sym_apply)
     adjoint = _reverse(graph, vals, 1.0, _SYM_T, wrt)
     index = {node.name: i for i, node in enumerate(graph.nodes) if node.op == "var"}
     grads = [adjoint[index[w]] if w in index and adjoint[index[w]] is not None else 0.0 for w in wrt]
-    return _lower(tr, [vals[graph.output], *grads], [vals[graph.output], *grads], checks, bounded=grads)
+    return tr, vals[graph.output], grads, checks
+
+
+@lru_cache(maxsize=64)
+def compile_gradient(graph: Graph, wrt: tuple[str, ...], bound: bool = True) -> Program:
+    """Outputs: f, then df/dw for each w in ``wrt``; ``bound``: with the gradient's rounding-error bound."""
+    tr, f, grads, checks = _trace_gradient(graph, wrt, bound)
+    return _lower(tr, [f, *grads], [f, *grads], checks, bounded=grads)
 
 
 @lru_cache(maxsize=64)
@@ -706,8 +712,16 @@ def compile_hessian(graph: Graph, wrt: tuple[str, ...], stacked: bool = False, b
     but the zero rows are computed and so is the lower triangle: measured slower (H at 10^6 points,
     one thread, CPU: 53 ms stacked against 42 ms; 1.3-1.7x on four- and six-variable Hessians), so
     kept for measurement (bench/bench_batch.py prints both) and not used by default."""
+    tr, f, entries, rows, checks = _trace_hessian(graph, wrt, stacked, bound and not stacked)
+    return _lower(tr, entries, [f, *entries], checks, rows)
+
+
+def _trace_hessian(graph: Graph, wrt: tuple[str, ...], stacked: bool,
+                   bound: bool) -> tuple[_Trace, Value, list[Value], list[int | None], list[Value]]:
+    """The traced Hessian (see :func:`compile_hessian`): the trace, f, the entries (i, j), i <= j, row by
+    row, the row of each in its stacked tangent (or None), and the values to check."""
     n = len(wrt)
-    tr = _Trace(bound and not stacked)
+    tr = _Trace(bound)
     if stacked:
         seeds = {name: np.array([[1.0 if w == name else 0.0] for w in wrt]) for name in graph.variables}
         variables = {name: _Dual(tr.variable(name), (seeds[name] if seeds[name].any() else None,))
@@ -729,7 +743,22 @@ def compile_hessian(graph: Graph, wrt: tuple[str, ...], stacked: bool = False, b
             t = a.t[0 if stacked else i] if isinstance(a, _Dual) else None
             entries.append(0.0 if t is None else t)
             rows.append(i if stacked and t is not None else None)
-    return _lower(tr, entries, [_primal(vals[graph.output]), *entries], checks, rows)
+    return tr, _primal(vals[graph.output]), entries, rows, checks
+
+
+@lru_cache(maxsize=64)
+def compile_entry_bounds(graph: Graph, wrt: tuple[str, ...], hessian: bool) -> Program:
+    """Outputs: the rounding-error bound of each value of :func:`compile_gradient` (df/dw) or of
+    :func:`compile_hessian` (the entries i <= j), one by one: what those programs sum into one bound
+    per row. Run on the few rows whose sum exceeds the tolerance, it tells which of their values do."""
+    if hessian:
+        tr, _, values, _, _ = _trace_hessian(graph, wrt, False, True)
+    else:
+        tr, _, values, _ = _trace_gradient(graph, wrt, True)
+    with tr.bounds_only():
+        bounds = [_full(r) if r is not None else math.nan for r in map(tr.rho_of, values)]
+    tr.rho = None  # the bounds are the outputs: no bound of their own
+    return _lower(tr, bounds, [], [])
 
 
 # ---- running ------------------------------------------------------------------------------------------
@@ -849,3 +878,24 @@ def hessian(graph: Graph, wrt: Sequence[str], point: dict[str, np.ndarray], npoi
                 out[p0:p1, j, i] = v
 
     return out, *run(prog, point, npoints, sink, threads=threads, block=block)
+
+
+def entry_bounds(graph: Graph, wrt: Sequence[str], point: dict[str, np.ndarray], npoints: int, *,
+                 hessian: bool) -> np.ndarray:
+    """Each value's own rounding-error bound (relative, in units of 2^-53), shaped as :func:`gradient`'s
+    values, (P, n), or :func:`hessian`'s, (P, n, n): for the few rows whose summed bound is too large
+    (see :func:`compile_entry_bounds`). One thread, one block."""
+    n = len(wrt)
+    prog = compile_entry_bounds(graph, tuple(wrt), hessian)
+    out = np.empty((npoints, n, n) if hessian else (npoints, n))
+    pairs = [(i, j) for i in range(n) for j in range(i, n)] if hessian else [(j,) for j in range(n)]
+    if not npoints:
+        return out
+
+    def sink(p0: int, p1: int, values: list[Any]) -> None:
+        for ij, v in zip(pairs, values):
+            out[(slice(p0, p1), *ij)] = v
+            out[(slice(p0, p1), *ij[::-1])] = v
+
+    run(prog, point, npoints, sink, threads=1, block=npoints)
+    return out

@@ -509,19 +509,27 @@ def _point(job: Job, chunk: Chunk, i: int) -> dict[str, Any]:
 
 def _certify_rows(job: Job, chunk: Chunk, rows: Any, values: np.ndarray, extra: dict[str, np.ndarray],
                   certs: dict[int, list[Certificate]], outcomes: dict[int, list[Outcome]], *,
-                  candidates: bool = True) -> None:
+                  candidates: bool = True, only: dict[int, np.ndarray] | None = None,
+                  vouched: Certificate | None = None) -> None:
     """Put ``rows`` through the ball engine: their outcomes go to ``outcomes``, values and certificates
     are updated in place. ``candidates``: ``values`` hold float64's values, for the balls to confirm
-    (else the balls give the values)."""
+    (else the balls give the values). ``only``: for some rows, which of their entries (flat, row-major)
+    need balls; the others keep their values, certified by ``vouched``."""
     flat = values.reshape(chunk.size, -1)
     coeffs = extra.get("coefficients")
+    only = only or {}
     for i in rows:
         i = int(i)
         pt = _point(job, chunk, i)
         row: list[Outcome] = []
         col = 0
         done: dict[Any, list[Outcome]] = {}  # a Hessian's (x, y) and (y, x): one group, certified once
+        wanted = only.get(i)
         for g in job.plan:
+            if wanted is not None and not g.taylor and not wanted[col]:
+                row.append(Outcome(float(flat[i, col]), vouched))
+                col += 1
+                continue
             cands = None
             if candidates and flat.dtype != object:
                 cands = [float(x) for x in flat[i, col : col + g.order + 1 if g.taylor else col + 1]]
@@ -575,6 +583,16 @@ def _unvouched(job: Job, chunk: Chunk, values: np.ndarray, fails: list[Any]) -> 
     return estimate_flags(values, perturbed, job.tol), _ESTIMATE
 
 
+def _entries_beyond(job: Job, fails: list[Any], rows: np.ndarray) -> dict[int, np.ndarray]:
+    """For rows whose summed bound is beyond ``tol``: which of their entries (flat, row-major) are, by the
+    engines' bound of each value (a Hessian's row is often off in one entry, near that entry's zero)."""
+    if not rows.size or any(fail.entry_bounds is None for _, fail in fails):
+        return {}
+    parts = [fail.entry_bounds(rows) for _, fail in fails]  # jacobian: one per expression, its row of J
+    per = (np.stack(parts, axis=1) if len(parts) > 1 else parts[0]).reshape(rows.size, -1)
+    return dict(zip(rows.tolist(), beyond_bound([per], job.tol)))
+
+
 def _sample(flagged: np.ndarray, k: int) -> np.ndarray:
     """Up to ``k`` unflagged rows spread over the chunk: from each of ``k`` evenly spaced rows, the first
     unflagged one at or after it (found in a short window; the whole chunk only when the window has none)."""
@@ -607,6 +625,7 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
     n = chunk.size
     balls_only = job.digits is not None or (n <= DIRECT_ROWS and job.engine == "auto")
     vouched = _ESTIMATE
+    only: dict[int, np.ndarray] = {}  # rows of which only some entries need balls
     if balls_only:
         # a few points: the ball engine alone (it gives the double nearest the true value); float64's
         # engines serve larger chunks, where balls only confirm them
@@ -622,19 +641,24 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
         raw, fails, extra = job.command.compute(job, chunk)
         values = _owned(raw, chunk)
         extra = {k: np.array(v) for k, v in extra.items()}
-        bad = ~rows_all(finite_mask(values).reshape(n, -1))
+        bad = np.zeros(n, dtype=bool)
         for _, fail in fails:
             bad |= np.broadcast_to(np.asarray(fail.bad, dtype=bool), (n,))
+        if not all(fail.complete for _, fail in fails):
+            bad |= ~rows_all(finite_mask(values).reshape(n, -1))
         if n <= DIRECT_ROWS:
             rows = range(n)
         else:
             flagged, vouched = _unvouched(job, chunk, values, fails)
+            if vouched is _BOUND:
+                only = _entries_beyond(job, fails, np.flatnonzero(flagged & ~bad))
             flagged |= bad
             sample = _sample(flagged, SAMPLE_ROWS)
             rows = np.union1d(np.flatnonzero(flagged), sample)
     certs: dict[int, list[Certificate]] = {}
     outcomes: dict[int, list[Outcome]] = {}
-    _certify_rows(job, chunk, rows, values, extra, certs, outcomes, candidates=not balls_only)
+    _certify_rows(job, chunk, rows, values, extra, certs, outcomes, candidates=not balls_only, only=only,
+                  vouched=vouched)
     if not balls_only and n > DIRECT_ROWS:
         missed = [i for i in sample if not all(c.ok and not c.replaced for c in certs[int(i)])]
         if missed:  # the estimate let a wrong row through: certify every row of this chunk

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -275,8 +276,11 @@ def derivative_values(
         names = list(dict.fromkeys(wrt))
         pts = {k: v for k, v in point.items() if k in graph.variables}
         out, suspect, bound = batch.hessian(graph, names, pts, npoints, threads=threads)
-        values = np.ascontiguousarray(out[:, names.index(wrt[0]), names.index(wrt[1])])
-        return values, _suspects_failure(graph, values, suspect, pts, bk, npoints, 2, bound)
+        i, j = names.index(wrt[0]), names.index(wrt[1])
+        values = np.ascontiguousarray(out[:, i, j])
+        entries = _entry_bounds(graph, names, pts, npoints, hessian=True)
+        return values, _suspects_failure(graph, values, suspect, pts, bk, npoints, 2, bound,
+                                         lambda rows: entries(rows)[:, i, j])
     if engine == "reverse" or (engine == "auto" and order == 1):
         return _reverse(graph, wrt, point, bk, npoints)
     counts = {n: wrt.count(n) for n in dict.fromkeys(wrt)}
@@ -338,7 +342,7 @@ def _failure_of(
     if trace.any() and graph.variables:
         _, fail = taylor_univariate(graph, graph.variables[0], max(order, 1), point, bk, npoints)
         culprit = np.where(trace, fail.culprit, culprit)
-    return Failure(forward.bad | bad_result, culprit)
+    return Failure(forward.bad | bad_result, culprit, complete=True)
 
 
 # ---- the fused evaluator for many float64 points -------------------------------------------------------
@@ -355,10 +359,11 @@ def _fused(bk: ops.Backend, npoints: int) -> bool:
 
 
 def _suspects_failure(graph: Graph, out: np.ndarray, suspect: np.ndarray, point: dict[str, np.ndarray],
-                      bk: ops.Backend, npoints: int, order: int, bound: np.ndarray | None) -> Failure:
+                      bk: ops.Backend, npoints: int, order: int, bound: np.ndarray | None,
+                      entry_bounds: Callable[[np.ndarray], np.ndarray]) -> Failure:
     """The Failure of a fused run: rows it found clean are clean (every non-finite value reaches a
     checked one); the suspect rows get the exact analysis of :func:`_failure_of`, which names the node.
-    ``bound``: the run's rounding-error bounds, passed on."""
+    ``bound``: the run's rounding-error bounds, and ``entry_bounds`` each value's, passed on."""
     bad = np.zeros(npoints, dtype=bool)
     rows = np.flatnonzero(suspect)
     culprit = np.full(npoints, -1) if rows.size else np.broadcast_to(np.intp(-1), (npoints,))  # no 8 MB of -1
@@ -367,7 +372,20 @@ def _suspects_failure(graph: Graph, out: np.ndarray, suspect: np.ndarray, point:
         fail = _failure_of(graph, out[rows], sub, bk, rows.size, order)
         bad[rows] = fail.bad
         culprit[rows] = fail.culprit
-    return Failure(bad, culprit, bound)
+    return Failure(bad, culprit, bound, complete=True, entry_bounds=None if bound is None else entry_bounds)
+
+
+def _entry_bounds(graph: Graph, wrt: list[str], point: dict[str, np.ndarray], npoints: int, *,
+                  hessian: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """Each value's own rounding-error bound at given rows, by the fused evaluator
+    (:func:`gradcli.batch.entry_bounds`)."""
+    from . import batch
+
+    def at(rows: np.ndarray) -> np.ndarray:
+        sub = {k: np.broadcast_to(v, (npoints,))[rows] for k, v in point.items()}
+        return batch.entry_bounds(graph, wrt, sub, rows.size, hessian=hessian)
+
+    return at
 
 
 def _fused_gradient(graph: Graph, wrt: list[str], point: dict[str, np.ndarray], bk: ops.Backend, npoints: int,
@@ -376,7 +394,8 @@ def _fused_gradient(graph: Graph, wrt: list[str], point: dict[str, np.ndarray], 
 
     pts = {k: v for k, v in point.items() if k in graph.variables}
     out, suspect, bound = batch.gradient(graph, wrt, pts, npoints, threads=threads)
-    return out, _suspects_failure(graph, out, suspect, pts, bk, npoints, 1, bound)
+    return out, _suspects_failure(graph, out, suspect, pts, bk, npoints, 1, bound,
+                                  _entry_bounds(graph, wrt, pts, npoints, hessian=False))
 
 
 # ---- vectors and matrices -----------------------------------------------------------------------------
@@ -419,7 +438,8 @@ def hessian_values(
 
         pts = {k: v for k, v in point.items() if k in graph.variables}
         out, suspect, bound = batch.hessian(graph, wrt, pts, npoints, threads=threads)
-        return out, _suspects_failure(graph, out, suspect, pts, bk, npoints, 2, bound)
+        return out, _suspects_failure(graph, out, suspect, pts, bk, npoints, 2, bound,
+                                      _entry_bounds(graph, wrt, pts, npoints, hessian=True))
     from .dual import hessian
 
     out = hessian(graph, wrt, {k: v for k, v in point.items() if k in graph.variables}, bk, npoints)

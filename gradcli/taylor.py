@@ -13,6 +13,7 @@ the coefficients coming from the univariate rule on the seed u0 + t (Horner in t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,13 @@ class Failure:
     bad: np.ndarray  # (P,) bool
     culprit: np.ndarray  # (P,) int node index, -1 where fine
     bound: np.ndarray | None = None  # (P,) float, or None: the engine gives no bound
+    #: ``bad`` marks every point where a value the engine returned is not finite, so its caller need
+    #: not scan them again (the engines that check their results set it)
+    complete: bool = False
+    #: each value's own bound at the given points (indices), shaped (points, *one point's value shape):
+    #: ``bound`` is their sum, and this tells which values of a point whose sum is too large are
+    #: (None: the engine gives only the sum)
+    entry_bounds: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def _track(graph: Graph, npoints: int) -> tuple[np.ndarray, np.ndarray, Any]:

@@ -72,7 +72,10 @@ EXPRESSIONS = _expressions(40)
 
 
 def _check(engine: Any, k: int, entries: list[tuple[str, ...]], count: int) -> None:
-    """The bound of ``engine`` (batch.gradient or batch.hessian) against the truth on expressions k, k+1."""
+    """The bound of ``engine`` (batch.gradient or batch.hessian) against the truth on expressions k, k+1:
+    each value's own bound (batch.entry_bounds, what decides which entries of a flagged row get balls)
+    holds, and the row's bound is their sum."""
+    hessian = engine is batch.hessian
     compared = 0
     for text in EXPRESSIONS[k : k + 2]:
         prep = prepare(text)
@@ -81,10 +84,17 @@ def _check(engine: Any, k: int, entries: list[tuple[str, ...]], count: int) -> N
         assert bound is not None and bound.shape == (N,)
         flat = out.reshape(N, -1)
         rows = _rows(bound, ~suspect & np.isfinite(flat).all(axis=1), count)
+        if not rows.size:
+            continue
+        per = batch.entry_bounds(prep.graph, ["x", "y"], {n: v[rows] for n, v in pts.items()}, rows.size,
+                                 hessian=hessian).reshape(rows.size, -1)
+        np.testing.assert_allclose(per[:, [0, 1, 3] if hessian else [0, 1]].sum(axis=1), bound[rows], rtol=1e-12)
         for j, wrt in enumerate(entries):
             d = sympy.diff(prep.expr, *(_symbol(prep.expr, w) for w in wrt))
             col = j if len(wrt) == 1 else "xy".index(wrt[0]) * 2 + "xy".index(wrt[1])
-            compared += _assert_within(flat[:, col], bound, rows, d, pts, f"d/d{''.join(wrt)} of {text}")
+            own = np.full(N, np.inf)
+            own[rows] = per[:, col]
+            compared += _assert_within(flat[:, col], own, rows, d, pts, f"d/d{''.join(wrt)} of {text}")
     assert compared > 0
 
 
@@ -196,3 +206,57 @@ def test_a_sign_the_rounding_may_have_flipped_is_beyond_any_bound() -> None:
     assert (near * U > 1).all()
     np.testing.assert_array_equal(out[:, 0], 2 / x)
     assert (far * U < 1e-14).all()
+
+
+def _methods(block: Any, i: int) -> list[str]:
+    return [c.method for c in block.certificates(i)]
+
+
+def test_a_flagged_hessian_row_gets_balls_only_for_its_entries_beyond_their_bounds() -> None:
+    # d2H/dxdy = (1 - 2x^2) exp(-(x^2+y^2)) (3 cos(3y) - 2y sin(3y)): at x a few ulps from 1/sqrt(2) it
+    # loses digits and the row's bound is beyond tol; d2H/dx2 and d2H/dy2 there keep their own bounds'
+    # certificate, the mixed entry is certified by balls
+    from gradcli import ops
+    from gradcli.commands import Chunk, Job, Unnumbered, evaluate_block
+
+    prep = prepare("x*exp(-(x^2+y^2))*sin(3*y)")
+    rng = np.random.default_rng(7)
+    at = {"x": rng.uniform(-2, 2, 300), "y": rng.uniform(-2, 2, 300)}
+    at["x"][:4] = 2**-0.5 * (1 + np.array([1e-12, -3e-12, 2e-11, -5e-12]))
+    at["y"][:4] = [0.3, 0.45, 0.8, 1.2]
+    block = evaluate_block(Job("hessian", (prep,), ("x", "y"), ops.F64, check=False),
+                           Chunk(at, 300, Unnumbered(300)))
+    x, y = _symbol(prep.expr, "x"), _symbol(prep.expr, "y")
+    truth = {(a, b): sympy.diff(prep.expr, a, b) for a in (x, y) for b in (x, y)}
+    for i in range(4):
+        assert _methods(block, i) == ["bound", "ball", "ball", "bound"]
+        for (r, c), d in zip([(0, 0), (0, 1), (1, 0), (1, 1)], truth.values()):
+            t = _truth(d, float(at["x"][i]), float(at["y"][i]))
+            assert abs(mpmath.mpf(float(block.values[i, r, c])) - t) <= 1e-8 * max(abs(t), SMALL)
+    assert not block.uncertified
+    # d2H/dxdy alone comes from the Hessian's program, whose row bound sums every entry's: at x near
+    # sqrt(3/2), where d2H/dx2 = x (4x^2 - 6) exp(-(x^2+y^2)) sin(3y) cancels, the sum is beyond tol and
+    # the mixed entry's own bound is not
+    at["x"][4:8] = 1.5**0.5 * (1 + np.array([1e-12, -3e-12, 2e-11, -5e-12]))
+    at["y"][4:8] = at["y"][:4]
+    d_xy = evaluate_block(Job("d", (prep,), ("x", "y"), ops.F64, check=False), Chunk(at, 300, Unnumbered(300)))
+    assert [_methods(d_xy, i) for i in range(8)] == [["ball"]] * 4 + [["bound"]] * 4
+    np.testing.assert_array_equal(d_xy.values[:4], block.values[:4, 0, 1])
+
+
+def test_a_flagged_jacobian_row_gets_balls_for_the_expression_and_variable_beyond_its_bound() -> None:
+    # d/dx (exp(x) - y) cancels where y is close to exp(x); the other three entries are far from 0
+    from gradcli import ops
+    from gradcli.commands import Chunk, Job, Unnumbered, evaluate_block
+
+    x = np.linspace(0.1, 1.0, 200)
+    y = np.exp(x) * 3.0
+    y[:5] = np.exp(x[:5]) * (1 + 1e-11)
+    job = Job("jacobian", (prepare("x*y"), prepare("exp(x) - x*y")), ("x", "y"), ops.F64, check=False)
+    block = evaluate_block(job, Chunk({"x": x, "y": y}, x.size, Unnumbered(x.size)))
+    for i in range(5):
+        assert _methods(block, i) == ["bound", "bound", "ball", "bound"]
+        with mpmath.workdps(50):
+            t = mpmath.exp(mpmath.mpf(float(x[i]))) - mpmath.mpf(float(y[i]))
+        assert abs(mpmath.mpf(float(block.values[i, 1, 0])) - t) <= 1e-8 * abs(t)
+    assert not block.uncertified
