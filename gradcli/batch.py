@@ -35,6 +35,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -151,6 +152,7 @@ class _Trace:
         self.negated: dict[int, Value] = {}  # slot of an instruction neg(a) -> a
         self.rho: dict[int, Rho | None] | None = {} if bound else None  # slot -> its bound (None: none)
         self.nonneg: set[int] = set()  # slots known to hold values >= 0 (or nan)
+        self.sums: dict[int, Value] = {}  # slot of a sum -> the numerator of its bound (see _absolute)
         self.bounding = False  # emitting a bound's own instructions (they get no bound)
 
     def variable(self, name: str) -> _Sym:
@@ -279,6 +281,16 @@ def _plus(a: Value | None, b: Value | None) -> Value | None:
     return b if a is None else a if b is None else a + b
 
 
+def _absolute(tr: _Trace, a: Value, r: Rho) -> Value:
+    """|a| times a's bound: the absolute error bound a sum weighs. For a sum a of terms that is its
+    numerator plus its own rounding, |a|: then a chain of sums (a reverse sweep's adjoints) divides
+    by |a| only where a product needs the relative bound (the unused divisions are dropped)."""
+    num = tr.sums.get(a.id) if isinstance(a, _Sym) else None
+    if num is not None and r == tr.rho_of(a):  # r = (num / (|a| + tiny), 1): |a| r <= num + |a|
+        return num + _SYM_T.abs(a)
+    return _SYM_T.abs(a) * _full(r)
+
+
 def _full(r: Rho) -> Value:
     """``dyn + st`` as one value (a float when there is no ``dyn``)."""
     dyn, st = r
@@ -330,8 +342,11 @@ def _rho(tr: _Trace, prim: ops.Primitive, out: _Sym, args: tuple[Value, ...], pa
             return (num / _magnitude(out), 1.0)
         # else the weighted sum, not (|a| + |b|) max(rho_a, rho_b): that has fewer instructions but
         # flagged 101 of H's 10^6 Hessian rows instead of 28, and a flagged row costs a ball
-        terms = [_SYM_T.abs(a) * _full(r) for a, r in zip(args, rs) if r != zero]
-        return (_sum(terms) / _magnitude(out), 1.0) if terms else (None, 1.0)
+        terms = [_absolute(tr, a, r) for a, r in zip(args, rs) if r != zero]
+        if not terms:
+            return (None, 1.0)
+        num = tr.sums[out.id] = _sum(terms)
+        return (num / _magnitude(out), 1.0)
     if name == "sign":  # exact, unless the argument's error may reach its size: then unknown
         r = _full(rs[0])
         if isinstance(r, float):
@@ -837,12 +852,37 @@ def run(prog: Program, point: dict[str, np.ndarray], npoints: int, sink: Callabl
     if nthreads == 1:
         work()
     else:
-        with ThreadPoolExecutor(max_workers=nthreads - 1, thread_name_prefix="gradcli-batch") as pool:
-            helpers = [pool.submit(work) for _ in range(nthreads - 1)]
-            work()
-            for f in helpers:
-                f.result()
+        pool = _pool(nthreads - 1)
+        helpers = [pool.submit(work) for _ in range(nthreads - 1)]
+        work()
+        for f in helpers:
+            f.result()
     return suspect, rho
+
+
+_POOL: tuple[ThreadPoolExecutor, int] | None = None  # and its number of threads
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The helper threads, started by the first call that needs them and kept: a pool per call cost
+    0.5 ms at 10^6 points (2 threads). Calls from several threads at once share it; each caller is a
+    worker itself, so a helper that starts late finds no block left and returns."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[1] < workers:
+            old, _POOL = _POOL, (ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gradcli-batch"), workers)
+            if old is not None:
+                old[0].shutdown(wait=False)  # its running blocks finish
+        return _POOL[0]
+
+
+def _forget_pool() -> None:
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()  # a forked child has the pool's object, not its threads
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def gradient(graph: Graph, wrt: Sequence[str], point: dict[str, np.ndarray], npoints: int, *,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 
 import mpmath
 import numpy as np
@@ -214,3 +215,25 @@ def test_a_variable_expr_lacks_has_a_zero_column() -> None:
     np.testing.assert_array_equal(out[:, 0], 2 * pts["x"])
     np.testing.assert_array_equal(out[:, 1], 0.0)
     assert not fail.bad.any()
+
+
+def test_the_helper_threads_are_kept_between_calls_and_shared_by_concurrent_callers() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    graph = prepare("x*exp(-(x^2+y^2))*sin(3*y)").graph
+    pts = {"x": np.linspace(-2, 2, P), "y": np.linspace(2, -2, P)}
+    want, _, _ = batch.gradient(graph, ["x", "y"], pts, P, threads=1)
+
+    def helpers() -> set[int | None]:
+        return {t.ident for t in threading.enumerate() if t.name.startswith("gradcli-batch")}
+
+    with ThreadPoolExecutor(4) as callers:  # four callers at once, each with 3 threads on 6 blocks
+        outs = list(callers.map(lambda _: batch.gradient(graph, ["x", "y"], pts, P, threads=3, block=60)[0],
+                                range(8)))
+    for out in outs:
+        np.testing.assert_array_equal(out, want)
+    kept = helpers()
+    assert kept
+    for _ in range(3):
+        np.testing.assert_array_equal(batch.gradient(graph, ["x", "y"], pts, P, threads=3, block=100)[0], want)
+    assert helpers() == kept
