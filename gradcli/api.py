@@ -82,9 +82,8 @@ def _evaluate(job: Any, at: dict[str, Any], scalar: bool | None = None) -> Any:
         scalar = _is_scalar_point(at)
     points, n = point_arrays(at, job.bk)
     block = evaluate_block(job, Chunk(points, n, Unnumbered(n), exact=_exact(at) if scalar else {}))
-    bad = np.flatnonzero(block.bad)
-    if bad.size:
-        raise block.error(int(bad[0])) or NotFinite("the result is not finite")
+    if block.bad.any():
+        raise block.error(int(np.argmax(block.bad))) or NotFinite("the result is not finite")
     for i in block.uncertified[:1]:
         cert = next(c for c in block.certs[i] if not c.ok)
         where = ", ".join(f"{k}={points[k][i]}" for k in sorted(points))

@@ -439,10 +439,10 @@ def beyond_bound(bounds: Sequence[Any], tol: float) -> Any:
     import numpy as np
 
     limit = (tol / 8) * 2.0**53
-    out = ~(np.asarray(bounds[0]) <= limit)
+    out = np.less_equal(bounds[0], limit)
     for b in bounds[1:]:
-        out |= ~(np.asarray(b) <= limit)
-    return out
+        out &= np.less_equal(b, limit)
+    return np.logical_not(out, out=out)
 
 
 def perturb(values: dict[str, Any]) -> dict[str, Any]:

@@ -650,11 +650,15 @@ def evaluate_block(job: Job, chunk: Chunk) -> Block:
             rows = range(n)
         else:
             flagged, vouched = _unvouched(job, chunk, values, fails)
+            marked = np.flatnonzero(flagged)
+            any_bad = bool(bad.any())
             if vouched is _BOUND:
-                only = _entries_beyond(job, fails, np.flatnonzero(flagged & ~bad))
-            flagged |= bad
+                only = _entries_beyond(job, fails, marked[~bad[marked]] if any_bad else marked)
+            if any_bad:
+                flagged |= bad
+                marked = np.flatnonzero(flagged)
             sample = _sample(flagged, SAMPLE_ROWS)
-            rows = np.union1d(np.flatnonzero(flagged), sample)
+            rows = np.union1d(marked, sample)
     certs: dict[int, list[Certificate]] = {}
     outcomes: dict[int, list[Outcome]] = {}
     _certify_rows(job, chunk, rows, values, extra, certs, outcomes, candidates=not balls_only, only=only,

@@ -365,7 +365,7 @@ def _suspects_failure(graph: Graph, out: np.ndarray, suspect: np.ndarray, point:
     checked one); the suspect rows get the exact analysis of :func:`_failure_of`, which names the node.
     ``bound``: the run's rounding-error bounds, and ``entry_bounds`` each value's, passed on."""
     bad = np.zeros(npoints, dtype=bool)
-    rows = np.flatnonzero(suspect)
+    rows = np.flatnonzero(suspect) if suspect.any() else np.empty(0, dtype=np.intp)
     culprit = np.full(npoints, -1) if rows.size else np.broadcast_to(np.intp(-1), (npoints,))  # no 8 MB of -1
     if rows.size:
         sub = {k: np.broadcast_to(v, (npoints,))[rows] for k, v in point.items()}
