@@ -928,14 +928,16 @@ def entry_bounds(graph: Graph, wrt: Sequence[str], point: dict[str, np.ndarray],
     n = len(wrt)
     prog = compile_entry_bounds(graph, tuple(wrt), hessian)
     out = np.empty((npoints, n, n) if hessian else (npoints, n))
-    pairs = [(i, j) for i in range(n) for j in range(i, n)] if hessian else [(j,) for j in range(n)]
     if not npoints:
         return out
+    # where output k goes: a gradient's column, or a Hessian's entry (i, j), i <= j, and its mirror
+    places = ([[(i, j), (j, i)][: 1 + (i != j)] for i in range(n) for j in range(i, n)] if hessian
+              else [[(j,)] for j in range(n)])
 
     def sink(p0: int, p1: int, values: list[Any]) -> None:
-        for ij, v in zip(pairs, values):
-            out[(slice(p0, p1), *ij)] = v
-            out[(slice(p0, p1), *ij[::-1])] = v
+        for where, v in zip(places, values):
+            for ij in where:
+                out[(slice(p0, p1), *ij)] = v
 
     run(prog, point, npoints, sink, threads=1, block=npoints)
     return out
