@@ -27,7 +27,9 @@ Each row's rounding-error bound is computed in the same pass (:func:`_rho`): whi
 instruction is followed by the few that bound the relative error of its result from its arguments'
 bounds, so the straight-line code carries a running error analysis beside the values. The sum of the
 outputs' bounds, per row, is what :mod:`gradcli.commands` compares with the tolerance to decide which
-rows the ball engine certifies (``bound=False`` leaves it out, for measurement).
+rows need a closer look (``bound=False`` leaves it out, for measurement); for those few rows,
+:func:`entry_bounds` runs the same trace with each output's own bound as an output, and the ball engine
+certifies only the values beyond the tolerance.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ from .derive import FUSED_MIN_POINTS
 from .errors import InputError
 from .graph import Graph
 
-__all__ = ["BLOCK", "MIN_POINTS", "Program", "compile_gradient", "compile_hessian", "run", "threads_from"]
+__all__ = ["BLOCK", "MIN_POINTS", "Program", "compile_entry_bounds", "compile_gradient", "compile_hessian", "run",
+           "threads_from"]
 
 #: Points per block. Measured on the 2-core CI machine (H's gradient and Hessian at 10^6 points): the
 #: CPU time is flat from 8k to 32k points and grows beyond (the buffers leave the cache); the time
