@@ -926,8 +926,9 @@ def hessian(graph: Graph, wrt: Sequence[str], point: dict[str, np.ndarray], npoi
 def entry_bounds(graph: Graph, wrt: Sequence[str], point: dict[str, np.ndarray], npoints: int, *,
                  hessian: bool) -> np.ndarray:
     """Each value's own rounding-error bound (relative, in units of 2^-53), shaped as :func:`gradient`'s
-    values, (P, n), or :func:`hessian`'s, (P, n, n): for the few rows whose summed bound is too large
-    (see :func:`compile_entry_bounds`). One thread, one block."""
+    values, (P, n), or :func:`hessian`'s, (P, n, n): for the rows whose summed bound is too large (see
+    :func:`compile_entry_bounds`), usually a few (one block, no threads), all of them at a tolerance
+    near float64's own precision."""
     n = len(wrt)
     prog = compile_entry_bounds(graph, tuple(wrt), hessian)
     out = np.empty((npoints, n, n) if hessian else (npoints, n))
@@ -942,5 +943,5 @@ def entry_bounds(graph: Graph, wrt: Sequence[str], point: dict[str, np.ndarray],
             for ij in where:
                 out[(slice(p0, p1), *ij)] = v
 
-    run(prog, point, npoints, sink, threads=1, block=npoints)
+    run(prog, point, npoints, sink)
     return out

@@ -176,6 +176,7 @@ def test_a_cancellation_to_an_exact_zero_is_beyond_any_bound() -> None:
 
 
 @pytest.mark.parametrize(("k", "hessian", "tol"), [(k, False, 1e-8) for k in range(0, 40, 5)]
+                         + [(k, False, 1e-13) for k in range(1, 40, 10)]
                          + [(k, True, tol) for k in range(2, 40, 8) for tol in (1e-8, 1e-13)])
 def test_api_arrays_are_within_tol_of_mpmath_on_generated_expressions(k: int, hessian: bool, tol: float) -> None:
     # end to end: the fused values, the bound's flags, each flagged value's own bound, the balls for the
