@@ -331,3 +331,20 @@ def test_threads_give_the_same_arrays_and_bad_counts_are_input_errors() -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(gradcli.InputError, match="threads"):
             gradcli.gradient(expr, {"x": 1.0, "y": 2.0}, threads=bad)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("size", [10, 20_000])
+def test_a_non_finite_value_in_a_point_array_is_an_input_error(bad: float, size: int) -> None:
+    x = np.linspace(-1.0, 1.0, size)
+    x[size // 3] = bad
+    with pytest.raises(gradcli.InputError, match="the value of x is not a finite number"):
+        gradcli.gradient("exp(x)*y", at={"x": x, "y": np.ones(size)})
+
+
+def test_large_finite_values_in_a_point_array_are_accepted() -> None:
+    # their squares overflow (the quick test of a large array), every value is still finite
+    x = np.full(20_000, 1e200)
+    x[::2] = -1e300
+    got = gradcli.gradient("x + 2*y", at={"x": x, "y": x})
+    np.testing.assert_array_equal(got, np.broadcast_to([1.0, 2.0], (20_000, 2)))
