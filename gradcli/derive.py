@@ -359,10 +359,11 @@ def _failure_of(
 # ---- the fused evaluator for many float64 points -------------------------------------------------------
 #: From this many float64 points on, the fused evaluator (gradcli.batch); below, one call of the plain
 #: engine costs less than lowering would (and gradcli.batch is not even imported). A chunk this small is
-#: certified by balls alone anyway (commands.DIRECT_ROWS). Measured (gradient / Hessian of
+#: certified by balls alone anyway (commands.DIRECT_ROWS, the same number), so the fused evaluator's
+#: rounding-error bound serves every chunk that needs one. Measured (gradient / Hessian of
 #: x*exp(-(x^2+y^2))*sin(3*y) through gradcli.gradient/hessian) at 1000 points, 64 here instead of 4096:
 #: 9.1 -> 1.5 ms and 17.6 -> 7.2 ms. A call smaller than a block starts no thread pool.
-FUSED_MIN_POINTS = 64
+FUSED_MIN_POINTS = 12
 
 
 def _fused(bk: ops.Backend, npoints: int) -> bool:
