@@ -260,6 +260,28 @@ def one_point(repeat: int) -> tuple[float, float, bool]:
     return warm, statistics.median(cold), imported
 
 
+FEW = (1, 8, 12, 13, 32, 64, 65, 1000)
+
+
+def few_points(repeat: int) -> dict[str, dict[int, float]]:
+    """``gradcli.gradient`` and ``gradcli.hessian`` at a few points to a thousand, warm median (ms): small
+    chunks go through the balls row by row, larger ones the vectorised way (gradcli.commands.DIRECT_ROWS),
+    and no size should cost more than a thousand points do."""
+    import gradcli
+
+    def call(fn: Callable[..., Any], at: dict[str, np.ndarray]) -> Callable[[], Any]:
+        return lambda: fn(EXPR, wrt=["x", "y"], at=at)
+
+    rng = np.random.default_rng(3)
+    out: dict[str, dict[int, float]] = {"gradient": {}, "hessian": {}}
+    for n in FEW:
+        at = {"x": rng.uniform(-2, 2, n), "y": rng.uniform(-2, 2, n)}
+        fns = {k: call(getattr(gradcli, k), at) for k in out}
+        for k, (wall, _) in median_ms(fns, max(repeat, 15)).items():
+            out[k][n] = wall
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=10**6)
@@ -275,6 +297,7 @@ def main() -> None:
     block, threads = batch.BLOCK, batch.threads_from(args.threads)
     load0 = os.getloadavg()[0]
     warm, cold, imported = one_point(args.repeat)  # first: nothing large is imported or cached yet
+    few = few_points(args.repeat)
     n = args.points
     x, y = points(n)
     fns: dict[str, Callable[[], Any]] = {
@@ -297,7 +320,7 @@ def main() -> None:
     if args.json:
         cpu = {name: c for name, (_, c) in both.items()}
         print(json.dumps({"ms": ms, "cpu_ms": cpu, "peak_mib": mem, "threads": threads, "block": block,
-                          "one_point_ms": warm,
+                          "one_point_ms": warm, "few_points_ms": few,
                           "cold_ms": cold, "one_point_imports_batch": imported, "load": [load0, load1],
                           "gradient_bit_identical": same_grad, "hessian_max_rel_diff": hess_rel,
                           "hessian_rows_differing": hess_rows}))
@@ -311,6 +334,8 @@ def main() -> None:
     for k, v in mem.items():
         print(f"  peak {k:21s} {v:9.1f} MiB")
     print(f"  gradcli.gradient, one point: {warm * 1e3:7.0f} us warm; {cold:6.0f} ms cold (import + first call)")
+    for k, by in few.items():
+        print(f"  gradcli.{k}, ms at n points:  " + "  ".join(f"{n}: {t:.2f}" for n, t in by.items()))
     floor1, floorn = ms["sin+cos alone, 1 thread"], ms[f"sin+cos alone, {threads} threads"]
     print(f"  parallel speed-up the machine gives now (sin+cos alone, {threads} threads): {floor1 / floorn:.2f}x")
     print(f"  on one core, numpy baseline / any bit-identical gradient <= {ms['numpy grad'] / floor1:.2f}"
@@ -342,6 +367,10 @@ def main() -> None:
         a, b = mem[f"gradcli {k}"], mem[f"numpy {k}"]
         target(f"peak memory {what}: gradcli / baseline", f"{a / b:.2f} (target <= 1)", a <= b)
     target("one-point call does not import gradcli.batch", "imported" if imported else "not imported", not imported)
+    for k, by in few.items():
+        worst = max(by, key=lambda m: by[m] / by[1000])
+        r = by[worst] / by[1000]
+        target(f"{k}: no size <= 1000 dearer than 1000 pts", f"{r:.2f} at {worst} (<= 1.25)", r <= 1.25)
     target(f"gradient = plain engine bit for bit, {n} pts", "identical" if same_grad else "differs", same_grad)
     target("Hessian vs plain engine (other formulas)", f"{hess_rel:.1e} (<= 1e-13)", hess_rel <= 1e-13)
     print(f"  ({hess_rows} of {n} Hessian rows differ from the plain engine's at all; relative to the row's"
