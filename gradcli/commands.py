@@ -481,10 +481,10 @@ _ESTIMATE = Certificate(True, method="estimate")
 _BOUND = Certificate(True, method="bound")
 #: Chunks up to this many rows put every row through the ball engine; larger ones (``--points``,
 #: arrays in the API) use the engines' rounding-error bounds (or the vectorised estimate where an engine
-#: has none), a sample, and balls for the flagged rows. Where the two cost the same: a row of balls is
-#: 70 us of H's gradient and 170 us of its Hessian, the other way about 0.9 ms and 2.0 ms whatever the
-#: size up to 10^3 (mostly the sample's balls), so at 12 rows they meet; at 64 (this limit until 2026-11)
-#: the balls took 4.3 and 10.8 ms, against 0.9 and 2.0 ms for 65 rows.
+#: has none), a sample, and balls for the flagged rows. This is where the two cost the same: a row of
+#: balls is 70 us of H's gradient and 170 us of its Hessian, the other way about 0.9 ms and 2.0 ms
+#: whatever the size up to 10^3 (mostly the sample's balls), so they meet at 12 rows (bench_batch's
+#: "no size dearer than 1000 points" checks it; 64 rows of balls took 4.3 and 10.8 ms).
 DIRECT_ROWS = 12
 #: Unflagged rows certified by balls in every larger chunk, to test the estimate.
 SAMPLE_ROWS = 8
