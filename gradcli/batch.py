@@ -342,13 +342,14 @@ def _rho(tr: _Trace, prim: ops.Primitive, out: _Sym, args: tuple[Value, ...], pa
             # one dynamic part (it passes unchanged through products with exact factors, so sums
             # often share it): (|a| + |b|) (d + max(sa, sb)), two instructions fewer
             num = (_SYM_T.abs(args[0]) + _SYM_T.abs(args[1])) * _full((da, max(sa, sb)))
-            return (num / _magnitude(out), 1.0)
-        # else the weighted sum, not (|a| + |b|) max(rho_a, rho_b): that has fewer instructions but
-        # flagged 101 of H's 10^6 Hessian rows instead of 28, and a flagged row costs a ball
-        terms = [_absolute(tr, a, r) for a, r in zip(args, rs) if r != zero]
-        if not terms:
-            return (None, 1.0)
-        num = tr.sums[out.id] = _sum(terms)
+        else:
+            # the weighted sum, not (|a| + |b|) max(rho_a, rho_b): that has fewer instructions but
+            # flagged 101 of H's 10^6 Hessian rows instead of 28, and a flagged row costs a ball
+            terms = [_absolute(tr, a, r) for a, r in zip(args, rs) if r != zero]
+            if not terms:
+                return (None, 1.0)
+            num = _sum(terms)
+        tr.sums[out.id] = num  # |out| rho_out <= num + |out|: what a sum of this sum weighs (_absolute)
         return (num / _magnitude(out), 1.0)
     if name == "sign":  # exact, unless the argument's error may reach its size: then unknown
         r = _full(rs[0])

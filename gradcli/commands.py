@@ -486,7 +486,7 @@ _BOUND = Certificate(True, method="bound")
 #: whatever the size up to 10^3 (mostly the sample's balls), so they meet at 12 rows (bench_batch's
 #: "no size dearer than 1000 points" checks it; 64 rows of balls took 4.3 and 10.8 ms).
 DIRECT_ROWS = 12
-#: Unflagged rows certified by balls in every larger chunk, to test the estimate.
+#: Unflagged rows certified by balls in every larger chunk, to test the bound or the estimate.
 SAMPLE_ROWS = 8
 
 
